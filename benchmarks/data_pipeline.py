@@ -4,8 +4,8 @@
         [--mixture=optiml_mix:train] [--cache_dir=/tmp/optiml_cache] [--fresh] [--num_shards=2]
 
 Measures, each phase in its own process so times and memory are its own:
-1. prepare: `python -m optiml.data.prepare` over the mixture's tasks, `--num_shards` processes in
-   parallel (one-off; resumable, so a second run only checks the cache unless --fresh);
+1. prepare: `python -m optiml.pipeline.prepare` over the mixture's tasks, `--num_shards`
+   processes in parallel (one-off; resumable, so a second run only checks the cache unless --fresh);
 2. fast: `MixtureStream` from a cold process: seconds to the first packed [batch, 2048] batch
    (imports and rates included), steady examples/s, peak RSS, non-pad fraction, determinism for
    a seed (a second stream reproduces the batches) and resume at step N from the small state
@@ -66,8 +66,8 @@ def _count(batch: dict) -> tuple[int, int]:
 
 # -- phases (each runs in a child process and prints one JSON line) --------------------------
 def phase_fast(args: argparse.Namespace) -> dict:
-    from optiml.data import mixing
-    from optiml.data.stream import MixtureStream, check_counts, mixture_rates
+    from optiml.bench import mixing
+    from optiml.pipeline.stream import MixtureStream, check_counts, mixture_rates
 
     tasks, counts = mixture_rates(args.mixture)  # optiml mixtures: TF-free, exact local counts
     absent = mixing.mixture_rates(args.mixture).missing if args.mixture in mixing.MIXTURES else []
@@ -183,7 +183,7 @@ def run_prepare(args: argparse.Namespace) -> dict:
             [
                 sys.executable,
                 "-m",
-                "optiml.data.prepare",
+                "optiml.pipeline.prepare",
                 f"--mixture={args.mixture}",
                 f"--cache_dir={args.cache_dir}",
                 f"--seed={args.seed}",

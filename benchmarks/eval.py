@@ -22,10 +22,10 @@ import jax
 import numpy as np
 
 from optiml import paths
-from optiml.data.vocab import OPTVocabulary
 from optiml.evaluation import inference
 from optiml.evaluation import rank_classification as rc
 from optiml.models import opt
+from optiml.pipeline.vocab import OPTVocabulary
 
 LETTERS = "ABCD"
 

@@ -1,8 +1,8 @@
 """optiml: OPT-IML instruction meta-learning for OPT decoders in JAX.
 
 Importing this package is cheap and never imports TensorFlow: the model, partitioning and
-checkpoint-conversion modules are TF-free; only `optiml.data` and `optiml.evaluation` (which
-use seqio) pull TensorFlow in.
+checkpoint-conversion modules are TF-free; only `optiml.bench` loaders, `optiml.pipeline`,
+`optiml.registry` and `optiml.evaluation` (which use seqio) pull TensorFlow in.
 
 To register the benchmark's seqio tasks and mixtures: `import optiml.registry`.
 """

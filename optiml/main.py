@@ -228,15 +228,15 @@ def main(argv: Sequence[str]) -> Any:
 
 # `optiml <tool> ...` runs one of optiml's command-line tools; anything else is a gin run.
 TOOLS = {
-    "inspect": "optiml.inspect",
+    "inspect": "optiml.tools.inspect",
     "convert": "optiml.models.convert",
-    "prepare": "optiml.data.prepare",
-    "rates": "optiml.data.rates",
-    "download": "optiml.data.download",
-    "leakage": "optiml.data.leakage",
-    "table": "optiml.data.table",
+    "prepare": "optiml.pipeline.prepare",
+    "rates": "optiml.tools.rates",
+    "download": "optiml.tools.download",
+    "leakage": "optiml.tools.leakage",
+    "table": "optiml.tools.table",
     "compare": "optiml.evaluation.compare",
-    "memory": "optiml.memory",
+    "memory": "optiml.tools.memory",
 }
 
 

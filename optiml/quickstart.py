@@ -7,7 +7,7 @@ a callable that gin configures (so the same file trains the tiny model on the CP
 bigger model gin and an imported checkpoint, evaluates a real model):
 
 1. `prepare`: tokenize each (mixture, split) in `caches` once into `cache_dir` through seqio
-   (`optiml.data.prepare`); tasks already in the cache are skipped, so a rerun starts at once.
+   (`optiml.pipeline.prepare`); tasks already in the cache are skipped, so a rerun starts at once.
 2. `train()`: `optiml.trainer.train` -- resumes from MODEL_DIR/checkpoints if a run was cut off.
 3. `evaluate()`: `optiml.evaluation.evaluate.evaluate` on the newest checkpoint -- finished
    tasks are not redone -- which writes MODEL_DIR/report.{md,json,png} and prints the report.
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def prepare_caches(cache_dir: str, caches: Sequence[tuple[str, str]], seed: int = 0) -> None:
     """Tokenizes every (mixture, split) pair into `cache_dir`; broken tasks are only reported."""
     import optiml.registry  # noqa: F401  (registers the mixtures)
-    from optiml.data import prepare
+    from optiml.pipeline import prepare
 
     progress = logging.getLogger(prepare.__name__)  # "prepare: 100/633 tasks (57 s)" lines
     if not progress.handlers:

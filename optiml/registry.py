@@ -12,10 +12,10 @@ Tasks: `optiml:<benchmark>:<task>` for every catalog task whose benchmark has a 
 (benchmarks.tsv `loader`), plus `#2shot` / `#5shot` variants where the loader offers them.
 Features: `inputs` (prompt ids, no EOS) and `targets` (ids + EOS 2), OPT vocabulary, with
 `inputs_pretokenized` / `targets_pretokenized` and the loader's extra fields (`id`, `task`,
-`references`). Loader modules: see `optiml.data.catalog.loader`.
+`references`). Loader modules: see `optiml.bench.catalog.loader`.
 
-Mixtures (`optiml_mix:<name>`, see `optiml.data.mixing.DEFAULT_MIXTURES`): tasks whose data is
-absent locally are left out of the mixture and listed by `optiml.data.mixing.mixture_rates(name)`.
+Mixtures (`optiml_mix:<name>`, see `optiml.bench.mixing.DEFAULT_MIXTURES`): tasks whose data is
+absent locally are left out of the mixture and listed by `optiml.bench.mixing.mixture_rates(name)`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import logging
 
 import seqio
 
-from optiml.data import catalog, mixing, names
-from optiml.data import vocab as vocab_lib
+from optiml.bench import catalog, mixing, names
+from optiml.pipeline import vocab as vocab_lib
 
 log = logging.getLogger(__name__)
 

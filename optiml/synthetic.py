@@ -1,7 +1,7 @@
 """A small synthetic source of packed training batches, for tests, benchmarks and smoke runs.
 
-Same protocol as the real stream (`optiml.data.stream`): an iterator of numpy batch dicts with the
-five decoder features, plus `get_state()` / `set_state()` for exact resume. Every row is a pure
+Same protocol as the real stream (`optiml.pipeline.stream`): an iterator of numpy batch dicts with
+the five decoder features, plus `get_state()` / `set_state()` for exact resume. Every row is a pure
 function of (seed, batch index, global row index), so a host that loads rows 64..127 of a batch
 of 128 (shard 1 of 2) gets exactly the rows a single host would have had there.
 

@@ -11,7 +11,7 @@ Data is pluggable: `train_data` / `eval_data` are factories called as
 `factory(batch_size=B, process_index=i, process_count=n)` (B global) that return an iterator of
 numpy batch dicts (the five decoder features, [B / n, length]: rows [i B/n, (i+1) B/n) of each
 global batch) with `get_state()` / `set_state(state)`: `optiml.synthetic.SyntheticData` in tests,
-`optiml.data.stream.from_mixture` (the packed OPT-IML mixture) in the run configs. This module
+`optiml.pipeline.stream.from_mixture` (the packed OPT-IML mixture) in the run configs. This module
 imports neither TensorFlow nor seqio; clu's TensorBoard writer does, at run time
 (`tensorboard=False` avoids it).
 

@@ -77,7 +77,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_.]+", "_", text.lower()).strip("_")
 
 
-def sanitize(task_id: str) -> str:  # = optiml.data.names.sanitize
+def sanitize(task_id: str) -> str:  # = optiml.bench.names.sanitize
     return re.sub(r"[^A-Za-z0-9_.]+", "_", task_id.strip()).strip("_")
 
 
@@ -282,7 +282,7 @@ def niv2_splits(data: Path) -> None:
 
 
 def niv2_manifest(data: Path) -> None:
-    """Upstream size and git blob SHA-1 of every task file (for optiml.data.download)."""
+    """Upstream size and git blob SHA-1 of every task file (for optiml.tools.download)."""
     with open(data / "natinst" / "task_index.tsv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     with open(HERE / "niv2_manifest.tsv", "w", encoding="utf-8") as f:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optiml.data import niv2, table
+from optiml.bench.sources import niv2
+from optiml.tools import table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

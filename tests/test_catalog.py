@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from optiml.data import catalog, names
+from optiml.bench import catalog, names
 
 
 def test_every_source_benchmark_is_declared():

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from optiml.data import download
+from optiml.tools import download
 
 pytestmark = pytest.mark.data
 TASKS = [

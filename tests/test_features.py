@@ -1,4 +1,4 @@
-"""Exact token arrays for optiml.data.features, and equality with seqio's feature converters."""
+"""Exact token arrays for optiml.pipeline.features, and equality with seqio's feature converters."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optiml.data import features as F
+from optiml.pipeline import features as F
 
 
 def _a(*values: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""`python -m optiml.inspect` on the real data: every subcommand's text (fits 80 columns) and
+"""`python -m optiml.tools.inspect` on the real data: every subcommand's text (fits 80 columns) and
 JSON, checked against the catalog, the mixing code, seqio's tokenized tasks and the stream."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optiml import inspect
-from optiml.data import cache, catalog, inspection, levels, mixing, stream
+from optiml.bench import catalog, levels, mixing
+from optiml.pipeline import cache, stream
+from optiml.tools import inspect, inspection
 
 pytestmark = pytest.mark.data
 JFLEG = "optiml:niv2:task1557_jfleg_answer_generation"
@@ -239,6 +240,8 @@ def test_module_runs_and_listing_stays_tensorflow_free(data_dir):
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout.split("\n]\n")[0] + "\n]")
     assert len(rows) == 27 and all(r["benchmark"] == "bbh" for r in rows)
-    helped = subprocess.run([sys.executable, "-m", "optiml.inspect", "--help"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    helped = subprocess.run(
+        [sys.executable, "-m", "optiml.tools.inspect", "--help"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert helped.returncode == 0 and "export" in helped.stdout

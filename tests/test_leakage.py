@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from optiml.data import catalog, leakage, levels
+from optiml.bench import catalog, levels
+from optiml.tools import leakage
 
 SECRET = "the quick brown fox jumps over the lazy dog near the old river bank today"
 TEMPLATE = "please read the following text carefully and answer the question that comes after it"

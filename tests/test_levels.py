@@ -7,7 +7,8 @@ import collections
 
 import pytest
 
-from optiml.data import catalog, levels, mixing, niv2
+from optiml.bench import catalog, levels, mixing
+from optiml.bench.sources import niv2
 
 EVAL_MIXTURES = ("fully_heldout", "partially_heldout", "fully_supervised", "dev", "test",
                  "niv2_test")  # fmt: skip

@@ -1,5 +1,5 @@
-"""optiml.memory: parameter counts against OPT's published sizes, the model and transformers; the
-per-device division on hand-computed cases; the CLI."""
+"""optiml.tools.memory: parameter counts against OPT's published sizes, the model and
+transformers; the per-device division on hand-computed cases; the CLI."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import pytest
 from flax.core import meta
 
-from optiml import memory
 from optiml.models.opt import OPTConfig, OPTDecoder, named_config
+from optiml.tools import memory
 
 MESH_222 = {"data": 2, "fsdp": 2, "model": 2}
 TINY = named_config("tiny")  # hidden 64, 2 layers, 4 heads (head_dim 16), ffn 256, vocab 50272
@@ -198,7 +198,7 @@ def test_cli_prints_the_per_device_table(capsys):
 
 def test_cli_rejects_a_bad_mesh(capsys):
     assert memory.main(["--size", "1.3b", "--mesh", "data=0", "--batch", "8"]) == 2
-    assert "optiml.memory: mesh 'data=0'" in capsys.readouterr().err
+    assert "optiml.tools.memory: mesh 'data=0'" in capsys.readouterr().err
 
 
 def test_cli_lists_each_tensors_per_device_shape(capsys):

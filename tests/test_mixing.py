@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from optiml.data import mixing, rates
+from optiml.bench import mixing
+from optiml.tools import rates
 
 ALL = ("crossfit", "exmix", "flan", "niv2", "promptsource", "t5", "unifiedskg")
 
@@ -95,8 +96,8 @@ def test_recipes_and_mixtures_are_gin_configurable():
 
     config = """
     from __gin__ import dynamic_registration
-    from optiml.data import mixing
-    from optiml.data import levels
+    from optiml.bench import mixing
+    from optiml.bench import levels
 
     mixing.define_mixture.mixture = "gin_niv2_eps128"
     mixing.define_mixture.spec = @mixing.MixtureSpec()
@@ -124,7 +125,7 @@ def test_recipes_and_mixtures_are_gin_configurable():
 
 
 def test_paper_heldout_lists_hold_only_evaluation_tasks_of_their_benchmark():
-    from optiml.data import levels
+    from optiml.bench import levels
 
     lv = levels.build_levels(levels.LevelConfig())
     evaluation = {r.name for r in lv.evaluation()}

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optiml.data import names
+from optiml.bench import names
 
 
 def test_build_and_parse_round_trip():

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from optiml.data import catalog, levels, niv2
+from optiml.bench import catalog, levels
+from optiml.bench.sources import niv2
 
 TASK = niv2.NIV2Task(
     task_id="task999_toy",
@@ -117,7 +118,7 @@ def test_exactly_the_present_tasks_are_available(walk, data_dir):
 
 @pytest.mark.data
 def test_every_available_task_renders_and_tokenizes(walk, data_dir):
-    from optiml.data.vocab import OPTVocabulary
+    from optiml.pipeline.vocab import OPTVocabulary
 
     vocab = OPTVocabulary(data_dir / "gpt2_bpe")
     examples, _ = walk

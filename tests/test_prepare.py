@@ -10,8 +10,8 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from optiml.data import cache, prepare
-from optiml.data.stream import MixtureStream, from_mixture
+from optiml.pipeline import cache, prepare
+from optiml.pipeline.stream import MixtureStream, from_mixture
 
 VOCAB = seqio.ByteVocabulary()
 FEATURES = {
@@ -119,7 +119,7 @@ def test_shards_partition_tasks_and_a_rerun_resumes(tmp_path: Path) -> None:
 def test_real_niv2_tasks_prepare_and_stream(data_dir: Path, tmp_path: Path) -> None:
     """Registered NIV2 tasks: cached counts = mixing's exact counts, tokens = seqio's."""
     import optiml.registry  # noqa: F401
-    from optiml.data import mixing, names
+    from optiml.bench import mixing, names
 
     rates = mixing.mixture_rates("optiml_mix:niv2_all")
     chosen = sorted(rates.counts)[:3]

@@ -40,7 +40,8 @@ def test_prepares_a_real_mixture_once_and_the_stream_reads_it(
     import seqio
 
     import optiml.registry as registry
-    from optiml.data import mixing, stream
+    from optiml.bench import mixing
+    from optiml.pipeline import stream
 
     tasks = ("task023_cosmosqa_question_generation", "task024_cosmosqa_answer_generation")
     spec = mixing.MixtureSpec(

@@ -23,7 +23,7 @@ def hook(event, args):
 sys.addaudithook(hook)
 import seqio
 import optiml.registry as registry
-from optiml.data import catalog
+from optiml.bench import catalog
 names = seqio.TaskRegistry.names()
 loaders = {b: catalog.loader(b) for b in catalog.benchmarks()}
 expected = sum(len(catalog.tasks(b)) * (1 + len(m.VARIANTS)) for b, m in loaders.items() if m)
@@ -75,7 +75,7 @@ def test_task_get_dataset_has_opt_features(registry, data_dir):
 def test_mixture_uses_present_tasks_only(registry, data_dir):
     import seqio
 
-    from optiml.data import mixing
+    from optiml.bench import mixing
 
     mix = seqio.get_mixture_or_task("optiml_mix:niv2_test")
     assert len(mix.tasks) == 103  # the 119-task test split, 103 present
@@ -90,7 +90,8 @@ def test_malformed_task_file_is_left_out_and_mixture_still_works(
 ):
     import seqio
 
-    from optiml.data import catalog, mixing, niv2
+    from optiml.bench import catalog, mixing
+    from optiml.bench.sources import niv2
 
     test_ids = [
         r for r in catalog.tasks("niv2") if r.task in catalog.official_split("niv2", "test")
@@ -132,7 +133,8 @@ def test_seqio_sample_equals_the_pure_python_rendering(registry, name, split):
     """seqio (the source of truth) and the JSON walk in test_niv2 render the same examples."""
     import seqio
 
-    from optiml.data import catalog, names, niv2
+    from optiml.bench import catalog, names
+    from optiml.bench.sources import niv2
 
     record = catalog.task(name)
     variant = names.parse_task_name(name).variant

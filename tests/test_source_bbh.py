@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from optiml.data import catalog
-from optiml.data.sources import bbh
+from optiml.bench import catalog
+from optiml.bench.sources import bbh
 
 
 def test_extract_answer():

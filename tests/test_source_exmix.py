@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optiml.data import catalog
-from optiml.data.sources import common, exmix
+from optiml.bench import catalog
+from optiml.bench.sources import common, exmix
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

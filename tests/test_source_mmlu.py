@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from optiml.data import catalog
-from optiml.data.sources import common, mmlu
+from optiml.bench import catalog
+from optiml.bench.sources import common, mmlu
 
 
 def test_prompt_format():

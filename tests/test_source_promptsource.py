@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from optiml.data import catalog
-from optiml.data.sources import common
-from optiml.data.sources import promptsource as ps
+from optiml.bench import catalog
+from optiml.bench.sources import common
+from optiml.bench.sources import promptsource as ps
 
 LOCAL_TASKS = [
     "super_glue_rte", "super_glue_cb", "super_glue_wsc.fixed", "super_glue_axg",

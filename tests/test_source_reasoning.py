@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from optiml.data import catalog
-from optiml.data.sources import common
-from optiml.data.sources import reasoning as rs
+from optiml.bench import catalog
+from optiml.bench.sources import common
+from optiml.bench.sources import reasoning as rs
 
 
 def test_target_and_answer_extraction():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from optiml.data import catalog
-from optiml.data.sources import common, flan, t5, tfds_util
+from optiml.bench import catalog
+from optiml.bench.sources import common, flan, t5, tfds_util
 
 ABSENT_FLAN = {"fix_punct", "true_case", "word_segment", "unified_qa_science_inst",
                "trivia_qa_wiki_missing"}  # fmt: skip

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optiml.data import catalog, levels
-from optiml.data.sources import common, unifiedskg
+from optiml.bench import catalog, levels
+from optiml.bench.sources import common, unifiedskg
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

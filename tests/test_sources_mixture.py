@@ -11,7 +11,7 @@ def test_absent_sources_are_named_and_never_take_the_mixture_down(data_dir, monk
     monkeypatch.setenv("OPTIML_DATA_DIR", str(data_dir))
     monkeypatch.setenv("TFDS_DATA_DIR", str(data_dir / "no_tfds_here"))
     import optiml.registry  # noqa: F401
-    from optiml.data import mixing
+    from optiml.bench import mixing
 
     mixing.mixture_rates.cache_clear()
     mixing._count.cache_clear()

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optiml.data import cache, features
-from optiml.data.stream import MixtureStream, check_counts, counter_uniforms
+from optiml.pipeline import cache, features
+from optiml.pipeline.stream import MixtureStream, check_counts, counter_uniforms
 
 SIZES = {"task_a": 5, "task_b": 12, "task_c": 40, "task_d": 3}
 LENGTH = 64

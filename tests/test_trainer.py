@@ -160,11 +160,11 @@ def test_starts_from_imported_params_and_fails_when_data_runs_out(tmp_path):
 
 @pytest.mark.slow
 def test_the_real_mixture_stream_plugs_in_and_resumes(tmp_path):
-    """optiml.data.stream.MixtureStream over a small token cache: crash in step 3, resume."""
+    """optiml.pipeline.stream.MixtureStream over a small token cache: crash in step 3, resume."""
     import functools
 
-    from optiml.data import cache
-    from optiml.data.stream import MixtureStream
+    from optiml.pipeline import cache
+    from optiml.pipeline.stream import MixtureStream
 
     rng = np.random.default_rng(0)
     for name in ("task_a", "task_b"):

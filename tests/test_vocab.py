@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from optiml.data import vocab as vocab_lib
+from optiml.pipeline import vocab as vocab_lib
 
 pytestmark = pytest.mark.data
 

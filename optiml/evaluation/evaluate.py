@@ -177,7 +177,7 @@ def evaluate_task(spec: EvalTask, inferencer: Any) -> dict[str, Any]:
     """Runs one task through seqio.Evaluator; returns its saved record (metrics, score, time)."""
     import seqio
 
-    from optiml.data.vocab import BOS_ID
+    from optiml.pipeline.vocab import BOS_ID
 
     start = time.time()
     name = evaluation_task(spec.task, spec.metric or "rougeL", spec.answer_type, spec.xlingual)
@@ -322,7 +322,7 @@ def plan_from_registry(
     import seqio
 
     import optiml.registry  # noqa: F401  (registers every task)
-    from optiml.data import catalog, levels, names
+    from optiml.bench import catalog, levels, names
     from optiml.evaluation.metrics import is_xlingual
 
     if phase not in PHASES:

@@ -23,9 +23,9 @@ import re
 from pathlib import Path
 
 from optiml import paths
-from optiml.data import catalog
-from optiml.data.sources import common
-from optiml.data.sources.bbh import extract_answer
+from optiml.bench import catalog
+from optiml.bench.sources import common
+from optiml.bench.sources.bbh import extract_answer
 
 __all__ = ["extract_answer", "examples", "count_examples", "make_source", "VARIANTS"]
 

@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 
 from optiml import paths
-from optiml.data import catalog
-from optiml.data.sources import common
+from optiml.bench import catalog
+from optiml.bench.sources import common
 
 VARIANTS: dict[str, int] = {}
 INSTRUCTIONS = {

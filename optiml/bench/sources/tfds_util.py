@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from optiml.data.sources import common
+from optiml.bench.sources import common
 
 # our split -> the TFDS split holding labelled data for it (TFDS test splits are often unlabelled)
 TFDS_SPLITS = {"train": "train", "validation": "validation", "test": "validation"}

@@ -1,7 +1,7 @@
 """Fetch missing Super-NaturalInstructions task files from the public repository (or a mirror).
 
-    python -m optiml.data.download                       # into $OPTIML_DATA_DIR/natinst/tasks
-    python -m optiml.data.download --dest DIR --base-url http://mirror/tasks/ --tasks task001_x
+    python -m optiml.tools.download                       # into $OPTIML_DATA_DIR/natinst/tasks
+    python -m optiml.tools.download --dest DIR --base-url http://mirror/tasks/ --tasks task001_x
 
 Every file is checked against a manifest before it is kept: `tasks/niv2_manifest.tsv` (committed)
 holds, per task, the upstream size and git blob SHA-1 (natural-instructions v2.6, the version the
@@ -157,7 +157,7 @@ def download_tasks(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optiml.data.download", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m optiml.tools.download", description=__doc__)
     parser.add_argument("--dest", type=Path, default=None, help="task folder to fill")
     parser.add_argument("--base-url", default=DEFAULT_BASE_URL)
     parser.add_argument("--manifest", type=Path, default=None)

@@ -22,7 +22,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from optiml.data import catalog, levels, names
+from optiml.bench import catalog, levels, names
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ Splits: `train` (capped at the curation cap, 100k), `validation` (250) and `test
 
 from __future__ import annotations
 
-from optiml.data import catalog
-from optiml.data.sources import common, tfds_util
+from optiml.bench import catalog
+from optiml.bench.sources import common, tfds_util
 
 VARIANTS: dict[str, int] = {}
 LANGUAGES = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian"}

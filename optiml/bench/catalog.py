@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optiml import paths
-from optiml.data import names
+from optiml.bench import names
 
 ROLES = ("train", "supervised", "dev", "eval", "test", "excluded", "eval_only", "off")
 ANSWER_TYPES = ("rank", "generate", "lm")
@@ -110,7 +110,7 @@ def loader(benchmark: str):
     `count_examples(record, split)` (exact count; raises OSError/ValueError if the task's data is
     absent or malformed), `examples(record, split, *, num_demos=0, seed=0)` (rendered examples
     in pure Python, each with `.id` unique within the task, `.inputs`, `.targets`) and
-    `VARIANTS` ({"2shot": 2, ...}); see optiml.data.niv2."""
+    `VARIANTS` ({"2shot": 2, ...}); see optiml.bench.sources.niv2."""
     module = benchmarks()[benchmark].loader
     if importlib.util.find_spec(module) is None:
         return None

@@ -6,7 +6,7 @@ that also splits `embed` over `fsdp`) map the axes onto the mesh; each tensor's 
 its shape divided, dimension by dimension (rounded up), by the mesh axes it is split over. No
 devices or mesh objects are needed, so the numbers for a 512-chip slice come from a laptop:
 
-    python -m optiml.memory --size 30b --mesh data=1,fsdp=16,model=8 --batch 256 --length 2048
+    python -m optiml.tools.memory --size 30b --mesh data=1,fsdp=16,model=8 --batch 256 --length 2048
 
 Example, OPT-125m on mesh {data: 2, fsdp: 2, model: 2}: `embed_tokens` [50272, 768] has axes
 (vocab, embed); standard rules put vocab on `model` -> [25136, 768] per device; FSDP rules also
@@ -329,7 +329,7 @@ def format_tensors(config: OPTConfig, mesh: Mapping[str, int], rules: str) -> st
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m optiml.memory",
+        prog="python -m optiml.tools.memory",
         description="Per-device memory to fine-tune an OPT model on a (data, fsdp, model) mesh.",
     )
     parser.add_argument("--size", required=True, choices=sorted(SIZES), help="OPT size, e.g. 30b")
@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print()
                 print(format_tensors(config, mesh, r))
     except ValueError as e:
-        print(f"optiml.memory: {e}", file=sys.stderr)
+        print(f"optiml.tools.memory: {e}", file=sys.stderr)
         return 2
     return 0
 

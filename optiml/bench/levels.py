@@ -27,7 +27,7 @@ import functools
 import hashlib
 from dataclasses import dataclass, field
 
-from optiml.data import catalog
+from optiml.bench import catalog
 
 HELDOUT_CATEGORIES = (
     "Cause Effect Classification", "Grammar Error Correction", "Stereotype Detection",

@@ -1,7 +1,7 @@
 """Leakage filter (paper §2.3): for every (training task, evaluation task) pair, the fraction of the
 evaluation task's examples that share any 13-gram with the training task.
 
-    python -m optiml.data.leakage --out leakage.tsv [--threshold 0.01] [--n 13]
+    python -m optiml.tools.leakage --out leakage.tsv [--threshold 0.01] [--n 13]
 
 writes the pairs above the threshold (`train_task, eval_task, fraction, shared, eval_examples`).
 Exclude their training tasks with `levels.LevelConfig.exclude_train_tasks`, e.g. in gin:
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optiml.data import catalog, levels
+from optiml.bench import catalog, levels
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def read_report(path: str, threshold: float = THRESHOLD) -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m optiml.data.leakage",
+        prog="python -m optiml.tools.leakage",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=NGRAM, help="n-gram length in words")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("optiml.data.sources").setLevel(logging.WARNING)
+    logging.getLogger("optiml.bench.sources").setLevel(logging.WARNING)
     pairs = task_pairs(n=args.n)
     kept = write_report(pairs, args.out, args.threshold)
     print(f"{len(pairs)} task pairs share a {args.n}-gram; {kept} above {args.threshold:.2%} "

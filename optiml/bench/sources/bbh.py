@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 
 from optiml import paths
-from optiml.data import catalog
-from optiml.data.sources import common
+from optiml.bench import catalog
+from optiml.bench.sources import common
 
 COT_TRIGGER = "Let's think step by step."
 

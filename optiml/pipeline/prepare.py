@@ -3,10 +3,10 @@
 seqio stays the source of truth for what a task is: each task's examples are exactly what
 `task.get_dataset(sequence_length=None, split=..., shuffle=False, seed=...)` yields (its source,
 preprocessors, vocabulary, `inputs` without EOS, `targets` with EOS). They are stored once as
-flat token arrays (see `optiml.data.cache`), which `optiml.data.stream` then mixes and packs
+flat token arrays (see `optiml.pipeline.cache`), which `optiml.pipeline.stream` then mixes and packs
 without TensorFlow.
 
-    python -m optiml.data.prepare --mixture=MIXTURE --cache_dir=DIR [--split=train] [--seed=0]
+    python -m optiml.pipeline.prepare --mixture=MIXTURE --cache_dir=DIR [--split=train] [--seed=0]
         [--shard_index=i --num_shards=n] [--tasks=a,b,...] [--module=optiml.registry]
 
 - Distributed: task j (in sorted name order) belongs to shard j % n; run one process per shard,
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import seqio
 
-from optiml.data import cache
+from optiml.pipeline import cache
 
 log = logging.getLogger(__name__)
 

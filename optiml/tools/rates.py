@@ -1,6 +1,6 @@
 """Print the effective rates of an optiml mixture over the data present locally.
 
-    python -m optiml.data.rates optiml_mix:train --steps 4000 --batch 256 --examples-per-row 8
+    python -m optiml.tools.rates optiml_mix:train --steps 4000 --batch 256 --examples-per-row 8
 
 Prints the per-benchmark shares, every task's exact example count, rate, and (with --steps) the
 examples it contributes and its epochs = rate * steps * batch * examples_per_row / count; then
@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from optiml.data import mixing, names
+from optiml.bench import mixing, names
 
 
 def report(
@@ -60,7 +60,7 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optiml.data.rates", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m optiml.tools.rates", description=__doc__)
     parser.add_argument("mixture", help="e.g. optiml_mix:train (the prefix may be left out)")
     parser.add_argument("--steps", type=int, default=None, help="training steps")
     parser.add_argument("--batch", type=int, default=256, help="packed rows per step")

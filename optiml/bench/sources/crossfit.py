@@ -18,8 +18,8 @@ import functools
 from pathlib import Path
 
 from optiml import paths
-from optiml.data import catalog
-from optiml.data.sources import common
+from optiml.bench import catalog
+from optiml.bench.sources import common
 
 VARIANTS: dict[str, int] = {}
 INSTRUCTIONS = {  # taxonomy category -> the instruction sentence (with the task's keyword)

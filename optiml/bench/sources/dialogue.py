@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 
 from optiml import paths
-from optiml.data import catalog
-from optiml.data.sources import common
+from optiml.bench import catalog
+from optiml.bench.sources import common
 
 VARIANTS: dict[str, int] = {}
 FILES = {"train": "train.jsonl", "validation": "valid.jsonl", "test": "test.jsonl"}

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optiml import paths
-from optiml.data import catalog, levels
+from optiml.bench import catalog, levels
 
 log = logging.getLogger(__name__)
 

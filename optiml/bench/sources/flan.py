@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from optiml.data import catalog
-from optiml.data.sources import common, tfds_util
+from optiml.bench import catalog
+from optiml.bench.sources import common, tfds_util
 
 VARIANTS: dict[str, int] = {}
 

@@ -37,8 +37,8 @@ import jinja2
 import yaml
 
 from optiml import paths
-from optiml.data import catalog
-from optiml.data.sources import common
+from optiml.bench import catalog
+from optiml.bench.sources import common
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What the registry holds, as plain data: tasks, benchmarks, categories, mixture rates, the
 examples a task renders (tokenized, with their model features) and the training stream's order.
 
-The functions return lists of dicts (JSON-ready) for `python -m optiml.inspect` and the
+The functions return lists of dicts (JSON-ready) for `python -m optiml.tools.inspect` and the
 notebooks/explore_mixtures.ipynb notebook:
 
     task_rows(benchmark="niv2", level="fully_heldout", split="test")   # catalog + local counts
@@ -23,7 +23,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from optiml.data import catalog, features, levels, mixing, names, stream
+from optiml.bench import catalog, levels, mixing, names
+from optiml.pipeline import features, stream
 
 PROMPT_SEED = 0  # = optiml.registry.SEED: the prompt renderings (delimiters) training uses
 LEVELS = tuple(f for f in levels.Levels.__dataclass_fields__ if f != "left_out")
@@ -217,7 +218,7 @@ def export_examples(
 def vocabulary():
     """The shared OPT vocabulary (imports seqio and TensorFlow on first call)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from optiml.data import vocab
+    from optiml.pipeline import vocab
 
     return vocab.opt_vocabulary()
 

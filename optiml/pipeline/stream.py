@@ -2,7 +2,7 @@
 
     stream = MixtureStream(cache_dir, [("niv2_task001", 0.7), ("niv2_task002", 0.3)],
                            batch_size=256, seed=0)
-    batch = next(stream)      # 5 features, each [256, 2048] (see optiml.data.features)
+    batch = next(stream)      # 5 features, each [256, 2048] (see optiml.pipeline.features)
     state = stream.get_state()  # small JSON-able dict
     ...
     stream.set_state(state)   # resumes exactly there, without replaying anything
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optiml.data import cache, features
+from optiml.pipeline import cache, features
 
 STATE_FORMAT = 1
 _CHUNK = 4096  # task choices are computed this many at a time
@@ -63,7 +63,7 @@ class MixtureStream:
     """An endless iterator of packed batches over prepared tasks, mixed by the given rates.
 
     Args:
-      cache_dir: the folder written by `optiml.data.prepare`.
+      cache_dir: the folder written by `optiml.pipeline.prepare`.
       tasks: (task name, rate) pairs; rates need not sum to 1 (they are normalised).
       batch_size: GLOBAL rows per batch; each process yields batch_size // process_count rows.
       length: row length (2048).
@@ -234,11 +234,11 @@ class MixtureStream:
 def mixture_rates(mixture: str) -> tuple[list[tuple[str, float]], dict[str, int]]:
     """(task name, rate) pairs of a mixture, and the exact example counts behind them if known.
 
-    optiml's own mixtures (`optiml_mix:*`) come TF-free from `optiml.data.mixing.mixture_rates`
+    optiml's own mixtures (`optiml_mix:*`) come TF-free from `optiml.bench.mixing.mixture_rates`
     (which also lists the absent tasks); any other registered seqio mixture through seqio
     (imports TensorFlow; rates as `seqio.Mixture.get_rate` computes them, counts unknown).
     """
-    from optiml.data import mixing
+    from optiml.bench import mixing
 
     if mixture in mixing.MIXTURES:
         rates = mixing.mixture_rates(mixture)
@@ -261,7 +261,8 @@ def check_counts(stream: MixtureStream, counts: dict[str, int]) -> None:
     if stale:
         raise ValueError(
             f"the token cache {stream.cache_dir}/{stream.split} is stale for {len(stale)} tasks, "
-            f"e.g. {', '.join(stale[:3])}: re-run `python -m optiml.data.prepare ... --overwrite`"
+            f"e.g. {', '.join(stale[:3])}: "
+            "re-run `python -m optiml.pipeline.prepare ... --overwrite`"
         )
 
 
@@ -279,7 +280,7 @@ def from_mixture(
 ) -> MixtureStream:
     """`MixtureStream` over a mixture's rates (the trainer's `train_data` / `eval_data`), e.g.
     `from_mixture("optiml_mix:train", cache_dir, batch_size=256, seed=0)`. The cache must hold
-    the split: `python -m optiml.data.prepare --mixture=... --split=...`; a cache whose counts
+    the split: `python -m optiml.pipeline.prepare --mixture=... --split=...`; a cache whose counts
     differ from the data's exact counts (prepared before the data or the task changed) is refused.
     """
     rates, counts = mixture_rates(mixture)

@@ -1,11 +1,11 @@
 """Look inside the OPT-IML Bench registry from a terminal: tasks, mixtures, examples, export.
 
-    python -m optiml.inspect tasks --benchmark niv2 --category "Grammar Error Correction"
-    python -m optiml.inspect tasks --level fully_heldout --split test --present
-    python -m optiml.inspect mixture train --steps 4000 --batch 128 --examples-per-row 8
-    python -m optiml.inspect examples niv2:task1557_jfleg_answer_generation#2shot --split test
-    python -m optiml.inspect export train -n 1000 -o train_1000.jsonl --tokens
-    python -m optiml.inspect benchmarks | categories
+    python -m optiml.tools.inspect tasks --benchmark niv2 --category "Grammar Error Correction"
+    python -m optiml.tools.inspect tasks --level fully_heldout --split test --present
+    python -m optiml.tools.inspect mixture train --steps 4000 --batch 128 --examples-per-row 8
+    python -m optiml.tools.inspect examples niv2:task1557_jfleg_answer_generation#2shot --split test
+    python -m optiml.tools.inspect export train -n 1000 -o train_1000.jsonl --tokens
+    python -m optiml.tools.inspect benchmarks | categories
 
 Every subcommand takes `--json` (machine-readable, on stdout). Text output fits 80-100 columns.
 Data comes from $OPTIML_DATA_DIR. `tasks`, `mixture`, `benchmarks`, `categories` and `export`
@@ -13,10 +13,10 @@ without `--tokens` are TF-free; `examples` and `export --tokens` tokenize with t
 vocabulary (which imports seqio/TensorFlow, ~10 s).
 
 `examples` shows one example the way training sees it: the document `[2] + prompt + target`
-(target ends with EOS 2) as `optiml.data.features` lays it out, with the loss mask: prompt
+(target ends with EOS 2) as `optiml.pipeline.features` lays it out, with the loss mask: prompt
 tokens are dimmed (plain output: `|tok`), loss-weighted target tokens marked (`[tok]`).
 
-`export` writes the first N examples the training stream `optiml.data.stream.MixtureStream`
+`export` writes the first N examples the training stream `optiml.pipeline.stream.MixtureStream`
 would draw from the mixture with the same seed (before packing, with every task prepared in
 its cache): same task choice per example, same per-task epoch permutations, so other tools see
 exactly what a run trains on.
@@ -34,8 +34,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
-from optiml.data import catalog, features, names
-from optiml.data.inspection import (
+from optiml.bench import catalog, names
+from optiml.pipeline import features
+from optiml.tools.inspection import (
     LEVELS,
     benchmark_rows,
     category_rows,
@@ -258,7 +259,7 @@ def print_example(row: dict, out: TextIO, color: bool, prompt_tokens: int = 32) 
 # -- command line ------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m optiml.inspect",
+        prog="python -m optiml.tools.inspect",
         description="Inspect OPT-IML Bench tasks, mixtures and examples ($OPTIML_DATA_DIR).",
     )
     sub = p.add_subparsers(dest="command", required=True)
@@ -353,7 +354,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the exit-time flush
     except (KeyError, ValueError, IndexError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"python -m optiml.inspect {args.command}: error: {message}", file=sys.stderr)
+        print(f"python -m optiml.tools.inspect {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -13,7 +13,7 @@ that exists is complete):
 
 Example i holds the prompt ids followed by the target ids (which end with EOS 2), e.g. prompt
 [10, 11] and target [20, 2] are stored as [10, 11, 20, 2] with prompt length 2. No BOS is stored:
-the stream adds it (see `optiml.data.features`).
+the stream adds it (see `optiml.pipeline.features`).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ import functools
 from pathlib import Path
 
 from optiml import paths
-from optiml.data import catalog
-from optiml.data.sources import common
+from optiml.bench import catalog
+from optiml.bench.sources import common
 
 LETTERS = ("A", "B", "C", "D")
 VARIANTS = {"5shot": 5}

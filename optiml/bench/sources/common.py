@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optiml.data import catalog, levels
-from optiml.data.niv2 import DELIMITERS
+from optiml.bench import catalog, levels
+from optiml.bench.sources.niv2 import DELIMITERS
 
 SPLITS = ("train", "validation", "test")
 VALIDATION_LIMIT = 250  # paper §4.1: at most 250 examples per task in validation

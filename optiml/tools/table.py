@@ -1,6 +1,6 @@
 """The per-benchmark table of OPT-IML Bench here, next to the paper's Table 1.
 
-    OPTIML_DATA_DIR=../shared/data python -m optiml.data.table [--markdown]
+    OPTIML_DATA_DIR=../shared/data python -m optiml.tools.table [--markdown]
 
 For every benchmark of `tasks/benchmarks.tsv`: tasks declared in the catalog, tasks available
 locally (a loader and at least one example), the categories of the declared / available tasks,
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from optiml.data import catalog
+from optiml.bench import catalog
 
 # Table 1 of the paper: total examples per benchmark (before filtering and capping).
 PAPER_EXAMPLES = {
@@ -98,7 +98,7 @@ def render(rows: Sequence[Row], markdown: bool = True) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optiml.data.table", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m optiml.tools.table", description=__doc__)
     parser.add_argument("--tsv", action="store_true", help="tab-separated instead of markdown")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
