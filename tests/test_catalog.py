@@ -71,16 +71,30 @@ def test_bad_rows_are_reported_with_file_and_line(tmp_path, monkeypatch):
         "paper_tasks\tpaper_categories\nniv2\tN\tx\tm\ttrue\t25\t0\t1\t1\n"
     )
     (tmp_path / "categories.tsv").write_text("category\tkey\torigin\nMisc.\tmisc\tniv2\n")
+    (tmp_path / "task_lists.tsv").write_text("list\tbenchmark\ttask\tpaper\nx\tnope\tt\tT1\n")
     header = "\t".join(catalog.TASK_COLUMNS) + "\n"
     (tmp_path / "catalog" / "niv2.tsv").write_text(
         header + "task1\ttask1\td\tNo Such\tx\ttrain\tgenerate\trougeL\tt\tEnglish\n"
     )
     monkeypatch.setattr(catalog, "catalog_dir", lambda: tmp_path)
-    for fn in (catalog.benchmarks, catalog.categories, catalog._all_tasks):
+    cached = (catalog.benchmarks, catalog.categories, catalog._all_tasks, catalog.task_lists)
+    for fn in cached:
         fn.cache_clear()
     try:
         with pytest.raises(catalog.CatalogError, match=r"niv2.tsv:2: task 'task1' has unknown"):
             catalog.tasks()
+        with pytest.raises(catalog.CatalogError, match=r"task_lists.tsv:2: bad task list row"):
+            catalog.task_lists()
     finally:
-        for fn in (catalog.benchmarks, catalog.categories, catalog._all_tasks):
+        for fn in cached:
             fn.cache_clear()
+
+
+def test_the_papers_task_lists_are_read_from_tasks():
+    lists = catalog.task_lists()
+    assert lists["flan_heldout"][:2] == (("flan", "anli_r1"), ("flan", "anli_r2"))
+    assert len(lists["t0_heldout"]) == 10 and len(lists["flan_heldout"]) == 14
+    declared = {(r.benchmark, r.task) for r in catalog.tasks()}
+    # Blended Skill Talk and Crows-Pairs have no original-task PromptSource template.
+    absent = {t for rows in lists.values() for t in rows if t not in declared}
+    assert absent == {("promptsource", "blended_skill_talk"), ("promptsource", "crows_pairs")}

@@ -3,7 +3,7 @@
 Files (see tasks/README.md): `benchmarks.tsv` (one row per source benchmark),
 `catalog/<benchmark>.tsv` (one row per task), `categories.tsv` (the taxonomy: NIV2's 76 + added
 ones), `category_map.tsv` (other benchmarks' category names -> taxonomy), `splits/*.txt` (official
-task lists).
+task lists), `task_lists.tsv` (the paper's held-out task lists).
 
     >>> rec = task("optiml:niv2:task1557_jfleg_answer_generation")
     >>> rec.category, rec.role, rec.answer_type, rec.metric
@@ -222,3 +222,17 @@ def official_split(benchmark: str, split: str) -> tuple[str, ...]:
         raise CatalogError(f"no official split file {path}")
     lines = path.read_text(encoding="utf-8").splitlines()
     return tuple(names.sanitize(line) for line in lines if line.strip())
+
+
+@functools.cache
+def task_lists() -> dict[str, tuple[tuple[str, str], ...]]:
+    """The paper's task lists (task_lists.tsv) as {list: ((benchmark, catalog task id), ...)},
+    e.g. `task_lists()["flan_heldout"][0]` -> `("flan", "anli_r1")` (Table 11). A listed task the
+    catalog lacks (T0's `blended_skill_talk`) stays listed; a mixture of the list leaves it out."""
+    path = catalog_dir() / "task_lists.tsv"
+    out: dict[str, tuple[tuple[str, str], ...]] = {}
+    for i, row in enumerate(_read_tsv(path), start=2):
+        if row.get("benchmark") not in benchmarks() or not row.get("task") or not row.get("list"):
+            raise CatalogError(f"{path}:{i}: bad task list row {row} (list, benchmark, task)")
+        out[row["list"]] = (*out.get(row["list"], ()), (row["benchmark"], row["task"]))
+    return out

@@ -221,18 +221,6 @@ def _benchmark_shares(
     return shares, missing
 
 
-# Paper Table 10 (PromptSource / T0 held-out tasks) and Table 11 (FLAN held-out tasks), as
-# catalog task ids of tasks/catalog/promptsource.tsv and tasks/catalog/flan.tsv.
-T0_HELDOUT = (
-    "anli", "super_glue_cb", "super_glue_rte", "story_cloze_2016", "super_glue_wsc.fixed",
-    "super_glue_wic", "winogrande_winogrande_xl", "blended_skill_talk", "super_glue_axg",
-    "crows_pairs",
-)  # fmt: skip
-FLAN_HELDOUT = (
-    "anli_r1", "anli_r2", "anli_r3", "cb", "mnli", "rte", "snli", "wnli", "winogrande", "wsc",
-    "bool_q", "openbookqa", "arc_easy", "arc_challenge",
-)  # fmt: skip
-
 DEFAULT_MIXTURES = {
     # training (read with split "train")
     "train": MixtureSpec("train", "train", opt_iml_recipe()),
@@ -256,12 +244,16 @@ DEFAULT_MIXTURES = {
     "niv2_test": MixtureSpec("niv2_test", "test"),
     "mmlu": MixtureSpec("eval_only", "test", benchmarks=("mmlu",)),
     "bbh": MixtureSpec("eval_only", "test", benchmarks=("bbh",)),
-    # The paper's held-out task lists, restricted to the tasks the levels hold out (a listed task
-    # whose category is trained on, e.g. PromptSource WiC or StoryCloze under the default
-    # LevelConfig, is left out rather than evaluated after training on it).
-    "t0_heldout": MixtureSpec("evaluation", "test", benchmarks=("promptsource",), tasks=T0_HELDOUT),
-    "flan_heldout": MixtureSpec("evaluation", "test", benchmarks=("flan",), tasks=FLAN_HELDOUT),
 }
+# The paper's held-out task lists (tasks/task_lists.tsv: t0_heldout = Table 10, flan_heldout =
+# Table 11), restricted to the tasks the levels hold out (a listed task whose category is trained
+# on, e.g. PromptSource WiC or StoryCloze under the default LevelConfig, is left out rather than
+# evaluated after training on it).
+for _list, _rows in catalog.task_lists().items():
+    DEFAULT_MIXTURES[_list] = MixtureSpec(
+        "evaluation", "test", benchmarks=tuple(sorted({b for b, _ in _rows})),
+        tasks=tuple(t for _, t in _rows),
+    )  # fmt: skip
 for _mixture, _spec in DEFAULT_MIXTURES.items():
     define_mixture(_mixture, _spec)
 
