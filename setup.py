@@ -46,6 +46,7 @@ EXTRAS_REQUIRE = {
         "nbclient==0.11.0",
         "nbformat==5.11.1",
         "ipykernel==7.4.0",
+        "lm_eval[hf]==0.4.13",  # benchmarks/eval.py: the scoring baseline (its `hf` backend)
     ],
 }
 
