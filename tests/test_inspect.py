@@ -229,7 +229,7 @@ def test_prompt_seed_is_the_registrys():
 
 def test_module_runs_and_listing_stays_tensorflow_free(data_dir):
     code = (
-        "import sys; from optiml import inspect; "
+        "import sys; from optiml.tools import inspect; "
         "assert inspect.main(['tasks', '--benchmark', 'bbh', '--json']) == 0; "
         "assert inspect.main(['mixture', 'bbh']) == 0; "
         "assert 'tensorflow' not in sys.modules and 'seqio' not in sys.modules"
