@@ -11,12 +11,14 @@ abstract targets (`jax.ShapeDtypeStruct` with a sharding), so a checkpoint writt
 read straight onto another: Orbax reads only the shards each device needs.
 
 Initial weights from an imported OPT checkpoint: `load_initial_params` reads the folder that
-`python -m optiml.models.convert hf-to-optiml ...` writes. TF-free.
+`python -m optiml.models.convert hf-to-optiml ...` writes; `restore_params` reads only the params
+of a training checkpoint (for evaluation). TF-free.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,30 @@ def _this_host(data: dict | None, where: Path) -> Any:
             f"this job has {jax.process_count()}; resume with the same number of hosts"
         )
     return data["states"][jax.process_index()]
+
+
+def restore_params(
+    checkpoints_dir: str | Path, abstract_params: Any, step: int | None = None
+) -> Any:
+    """Only the params of a training checkpoint (`<run>/checkpoints/<step>/state`, written by
+    `Checkpointer`; the newest complete step unless `step` is given), read into the shardings of
+    `abstract_params` (ShapeDtypeStructs); the optimizer state is not read."""
+    directory = Path(checkpoints_dir).absolute()
+    if step is None:
+        step = ocp.CheckpointManager(directory).latest_step() if directory.is_dir() else None
+    if step is None:
+        raise FileNotFoundError(f"no training checkpoint in {directory}")
+    target = {"params": abstract_params}
+    restored = ocp.PyTreeCheckpointer().restore(
+        directory / str(step) / "state",
+        args=ocp.args.PyTreeRestore(
+            item=target,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True,
+        ),
+    )
+    logging.info("restored the params of %s, step %d", directory, step)
+    return restored["params"]
 
 
 ARCHITECTURE_FIELDS = (

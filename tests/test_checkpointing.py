@@ -97,3 +97,26 @@ def test_initial_params_load_onto_the_mesh(tmp_path):
         checkpointing.load_initial_params(tmp_path / "none", tiny_config(), abstract)
     with pytest.raises(ValueError, match="ffn_dim: 64 in the checkpoint, 32 in the run"):
         checkpointing.load_initial_params(tmp_path / "opt", tiny_config(ffn_dim=32), abstract)
+
+
+def test_params_of_a_training_checkpoint(tmp_path):
+    import optax
+
+    from optiml.models import opt
+    from optiml.train_step import TrainState
+
+    config = opt.named_config("tiny", dtype="float32")
+    params = opt.init_params(config, jax.random.key(1))
+    state = TrainState.create(apply_fn=None, params=params, tx=optax.adamw(1e-3))
+    saver = checkpointing.Checkpointer(tmp_path / "checkpoints", save_every=1, async_save=False)
+    saver.save(7, state, {"position": 3}, force=True)
+    saver.close()
+    p = Partitioner.create(MeshConfig(data=4, model=2))
+    abstract, _ = p.abstract_init(
+        lambda rng: opt.init_params(config, rng, unbox=False), jax.random.key(0)
+    )
+    restored = checkpointing.restore_params(tmp_path / "checkpoints", abstract)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(restored), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(FileNotFoundError, match="no training checkpoint"):
+        checkpointing.restore_params(tmp_path / "nothing", abstract)

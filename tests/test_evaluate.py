@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from optiml.evaluation import evaluate as ev
-from optiml.evaluation import metrics
+from optiml.evaluation import evaluate, metrics, plan, registration, runner
 
 seqio = pytest.importorskip("seqio")
 tf = pytest.importorskip("tensorflow")
@@ -117,11 +115,11 @@ class KnownOutputs:
         return result
 
 
-def _plan(rank: str, gen: str) -> list[ev.EvalTask]:
+def _plan(rank: str, gen: str) -> list[plan.EvalTask]:
     return [
-        ev.EvalTask(
+        plan.EvalTask(
             rank,
-            "fully_held_out",
+            "fully_heldout",
             "Cause Effect",
             "promptsource",
             "copa",
@@ -131,15 +129,15 @@ def _plan(rank: str, gen: str) -> list[ev.EvalTask]:
             answer_type="rank",
             metric="accuracy",
         ),
-        ev.EvalTask(gen, "fully_held_out", "Word Analogy", "niv2", "bard", shots=0, split="test"),
+        plan.EvalTask(gen, "fully_heldout", "Word Analogy", "niv2", "bard", shots=0, split="test"),
     ]
 
 
 def test_known_outputs_give_the_hand_computed_report(tmp_path) -> None:
     rank, gen = _register()
     printed = []
-    rep = ev.run_plan(_plan(rank, gen), KnownOutputs(), tmp_path, print_fn=printed.append)
-    level = rep["levels"]["fully_held_out"]
+    rep = runner.run_plan(_plan(rank, gen), KnownOutputs(), tmp_path, print_fn=printed.append)
+    level = rep["levels"]["fully_heldout"]
     rouge = round(100 * (1 + 6 / 7 + 0) / 3, 4)
     # rank: first 4 examples only (8 rows), 3 right -> 75; generation ROUGE-L mean x100
     assert level["categories"] == {"Cause Effect": {"0": 75.0}, "Word Analogy": {"0": rouge}}
@@ -148,8 +146,8 @@ def test_known_outputs_give_the_hand_computed_report(tmp_path) -> None:
     assert saved["num_rows"] == 8 and saved["metric"] == "accuracy"
     assert saved["samples"][1] == {"target": " 4", "score": -1.0}
     assert saved["metrics"]["accuracy_length_normalized"] == 75.0  # " cold" -2/6 < " hot" -1/5
-    assert ev.evaluation_task(rank, "accuracy", "rank") == "optiml_test_eval_rank_eval"
-    assert ev.evaluation_task(gen, "rougeL") == gen  # has metrics: used as is
+    assert registration.evaluation_task(rank, "accuracy", "rank") == "optiml_test_eval_rank_eval"
+    assert registration.evaluation_task(gen, "rougeL") == gen  # has metrics: used as is
     saved = json.loads((tmp_path / "eval" / f"{gen}.json").read_text())
     assert saved["metrics"] == {"rougeL": rouge, "exact_match": round(100 / 3, 4)}
     assert saved["samples"][1] == {"target": " the cat runs", "prediction": "The cats are running."}
@@ -158,16 +156,16 @@ def test_known_outputs_give_the_hand_computed_report(tmp_path) -> None:
 
 def test_resume_skips_finished_tasks(tmp_path) -> None:
     rank, gen = _register()
-    plan = _plan(rank, gen)
-    first = ev.run_plan(plan, KnownOutputs(), tmp_path, print_fn=None)
+    specs = _plan(rank, gen)
+    first = runner.run_plan(specs, KnownOutputs(), tmp_path, print_fn=None)
     (tmp_path / "eval" / f"{gen}.json").unlink()  # interrupted in the second task
     model = KnownOutputs()
-    again = ev.run_plan(plan, model, tmp_path, print_fn=None)
+    again = runner.run_plan(specs, model, tmp_path, print_fn=None)
     assert model.calls == ["predict"]  # the rank task was not redone
     assert again == first
     with pytest.raises(ValueError, match="saved for another plan entry"):
-        ev.run_plan(
-            [plan[0].__class__(**{**plan[0].__dict__, "shots": 5}), plan[1]],
+        runner.run_plan(
+            [plan.EvalTask(**{**specs[0].__dict__, "shots": 5}), specs[1]],
             model,
             tmp_path,
             print_fn=None,
@@ -176,8 +174,8 @@ def test_resume_skips_finished_tasks(tmp_path) -> None:
 
 @pytest.mark.data
 def test_registry_plan(data_dir) -> None:
-    dev = ev.plan_from_registry(phase="dev", shots=(0, 5), max_tasks_per_level=2)
-    assert {s.level for s in dev} == {"fully_held_out", "partially_supervised", "fully_supervised"}
+    dev = plan.plan_from_registry(phase="dev", shots=(0, 5), max_tasks_per_level=2)
+    assert {s.level for s in dev} == {"fully_heldout", "partially_heldout", "fully_supervised"}
     assert {s.shots for s in dev} == {0, 5}
     assert all(s.split == "validation" and s.max_examples == 250 for s in dev)
     per_benchmark: dict[tuple[str, str], set[str]] = {}
@@ -185,12 +183,12 @@ def test_registry_plan(data_dir) -> None:
         per_benchmark.setdefault((s.level, s.benchmark), set()).add(s.subtask)
     assert all(1 <= len(subtasks) <= 2 for subtasks in per_benchmark.values()), per_benchmark
     assert any(len(subtasks) == 2 for subtasks in per_benchmark.values())
-    assert len({b for (level, b) in per_benchmark if level == "fully_held_out"}) > 1
+    assert len({b for (level, b) in per_benchmark if level == "fully_heldout"}) > 1
     assert any(s.task.endswith("#5shot") for s in dev)
-    test = ev.plan_from_registry(phase="test", shots=(0,))
+    test = plan.plan_from_registry(phase="test", shots=(0,))
     assert all(s.split == "test" and s.max_examples is None for s in test)
     with pytest.raises(ValueError, match="unknown phase"):
-        ev.plan_from_registry(phase="train")
+        plan.plan_from_registry(phase="train")
 
 
 @pytest.mark.data
@@ -211,39 +209,16 @@ def test_evaluate_a_tiny_model_on_the_registry(data_dir, tmp_path) -> None:
         batch_size=8,
         max_new_tokens=4,
     )
-    rep = ev.evaluate(params=params, **kwargs)
-    assert set(rep["levels"]) == {"fully_held_out", "partially_supervised", "fully_supervised"}
+    rep = evaluate.evaluate(params=params, **kwargs)
+    assert set(rep["levels"]) == {"fully_heldout", "partially_heldout", "fully_supervised"}
     records = [json.loads(p.read_text()) for p in (tmp_path / "eval").glob("*.json")]
-    plan = ev.plan_from_registry(phase="dev", shots=(0,), max_examples=3, max_tasks_per_level=1)
-    assert len({(s.level, s.benchmark) for s in plan}) == len(plan)  # one task per benchmark
-    assert len(records) == len(plan) and all(r["num_rows"] >= 1 for r in records)
+    specs = plan.plan_from_registry(phase="dev", shots=(0,), max_examples=3, max_tasks_per_level=1)
+    assert len({(s.level, s.benchmark) for s in specs}) == len(specs)  # one task per benchmark
+    assert len(records) == len(specs) and all(r["num_rows"] >= 1 for r in records)
     with pytest.raises(ValueError, match="one model source"):
-        ev.evaluate(params=params, params_dir="x", **kwargs)
+        evaluate.evaluate(params=params, params_dir="x", **kwargs)
     with pytest.raises(FileNotFoundError, match="no training checkpoint"):
-        ev.evaluate(**{**kwargs, "run_dir": str(tmp_path / "empty")})
-
-
-def test_params_of_a_training_checkpoint(tmp_path) -> None:
-    import jax
-    import optax
-
-    from optiml import checkpointing, partitioning
-    from optiml.models import opt
-    from optiml.train_step import TrainState
-
-    config = opt.named_config("tiny", dtype="float32")
-    params = opt.init_params(config, jax.random.key(1))
-    state = TrainState.create(apply_fn=None, params=params, tx=optax.adamw(1e-3))
-    saver = checkpointing.Checkpointer(tmp_path / "checkpoints", save_every=1, async_save=False)
-    saver.save(7, state, {"position": 3}, force=True)
-    saver.close()
-    p = partitioning.Partitioner.create(partitioning.MeshConfig(data=4, model=2))
-    abstract, _ = p.abstract_init(
-        lambda rng: opt.init_params(config, rng, unbox=False), jax.random.key(0)
-    )
-    restored = ev.restore_trained_params(tmp_path / "checkpoints", abstract)
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(restored), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        evaluate.evaluate(**{**kwargs, "run_dir": str(tmp_path / "empty")})
 
 
 def test_eval_gin_binds_the_runner() -> None:
@@ -256,7 +231,7 @@ def test_eval_gin_binds_the_runner() -> None:
             ["MODEL_DIR = '/tmp/x'", "evaluate.evaluate.shots = [0]"],
             [],
         )
-        assert (function.__module__, function.__name__) == (ev.__name__, "evaluate")
+        assert (function.__module__, function.__name__) == (evaluate.__name__, "evaluate")
         assert model_dir == "/tmp/x"
         assert gin.query_parameter("evaluate.evaluate.max_new_tokens") == 256
     finally:

@@ -34,6 +34,18 @@ def test_paper_defaults():
     assert all(r.languages == ("English",) for r in lv.train if r.benchmark == "niv2")
 
 
+def test_every_evaluated_task_has_exactly_the_level_it_is_listed_in():
+    lv = levels.build_levels()
+    jfleg = catalog.task("optiml:niv2:task1557_jfleg_answer_generation")  # Grammar Error Corr.
+    assert lv.level_of(jfleg) == "fully_heldout"
+    assert lv.level_of(next(r for r in lv.train if r.role == "train")) is None  # trained on
+    for level in levels.LEVELS:
+        records = getattr(lv, level)
+        assert records and all(lv.level_of(r) == level for r in records), level
+    mmlu = [r for r in lv.eval_only if r.benchmark == "mmlu"]
+    assert mmlu and {lv.level_of(r) for r in mmlu} == {"partially_heldout"}
+
+
 def test_held_out_categories_are_configurable():
     config = levels.LevelConfig(heldout_categories=("Textual Entailment",))
     lv = levels.build_levels(config)

@@ -8,7 +8,7 @@ import pytest
 
 from optiml.evaluation import compare, report
 
-FH, PS = "fully_held_out", "partially_supervised"
+FH, PS = "fully_heldout", "partially_heldout"
 
 
 def _scores(copa_ps_0: float = 60.0) -> list[report.TaskScore]:

@@ -40,6 +40,9 @@ PARTIAL_CATEGORIES = (
 BROAD_SOURCES = ("synthetic", "wikipedia", "mmlu", "bbh")
 HELDOUT_FRACTION = 0.1
 EVAL_ROLES = ("dev", "eval", "test")
+# The three generalization levels (paper §4.1: fully held-out, partially supervised, fully
+# supervised) by their `Levels` field names; every evaluation result and report uses these.
+LEVELS = ("fully_heldout", "partially_heldout", "fully_supervised")
 
 
 def heldout_instance(task_id: str, instance_id: str, fraction: float = HELDOUT_FRACTION) -> bool:
@@ -91,6 +94,20 @@ class Levels:
                     seen.add(rec.name)
                     out.append(rec)
         return tuple(out + [r for r in self.niv2_test if r.name not in seen])
+
+    def level_of(self, record: catalog.TaskRecord) -> str | None:
+        """The generalization level (one of LEVELS) `record` is evaluated in; None if none, e.g.
+        `optiml:niv2:task1557_jfleg_answer_generation` -> "fully_heldout" (Grammar Error
+        Correction is a held-out category)."""
+        return self._level_by_name.get(record.name)
+
+    @functools.cached_property
+    def _level_by_name(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for level in LEVELS:
+            for rec in getattr(self, level):
+                out.setdefault(rec.name, level)
+        return out
 
 
 def _check(config: LevelConfig) -> None:

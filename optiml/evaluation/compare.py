@@ -14,7 +14,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from optiml.evaluation.report import LEVEL_TITLES, LEVELS, load_report
+from optiml.bench.levels import LEVELS
+from optiml.evaluation.report import LEVEL_TITLES, load_report
 
 
 def _cell(value: float | None) -> str:

@@ -2,11 +2,12 @@
 
 Input: one `TaskScore` per evaluated (seqio task, shots), e.g.
 
-    TaskScore(task="mmlu_anatomy_5shot", level="partially_supervised", category="MMLU",
+    TaskScore(task="mmlu_anatomy_5shot", level="partially_heldout", category="MMLU",
               benchmark="mmlu", name="mmlu", subtask="anatomy", shots=5, metric="accuracy",
               score=31.0)
 
-For each generalization level (fully held-out, partially supervised, fully supervised):
+For each generalization level (`levels.LEVELS`: the paper's fully held-out, partially supervised
+and fully supervised levels, keyed `fully_heldout`, `partially_heldout`, `fully_supervised`):
   1. subtasks -> task: mean over the subtasks (MMLU's 57 subjects, Winobias variants, prompts)
      of the same (name, benchmark, shots);
   2. task -> one score per task name: mean over the benchmarks it appears in (COPA from
@@ -29,10 +30,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-LEVELS = ("fully_held_out", "partially_supervised", "fully_supervised")
-LEVEL_TITLES = {
-    "fully_held_out": "Fully held-out",
-    "partially_supervised": "Partially supervised",
+from optiml.bench.levels import LEVELS
+
+LEVEL_TITLES = {  # the paper's names (§4.1)
+    "fully_heldout": "Fully held-out",
+    "partially_heldout": "Partially supervised",
     "fully_supervised": "Fully supervised",
 }
 

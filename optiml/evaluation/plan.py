@@ -1,0 +1,129 @@
+"""The evaluation plan: which seqio tasks to evaluate, on which split, and where each score goes.
+
+A plan is a list of `EvalTask`s; `plan_from_registry` builds the OPT-IML one from the levels
+(`optiml.bench.levels` decides each task's level), e.g. for phase "dev":
+
+    EvalTask(task="optiml:niv2:task1557_jfleg_answer_generation#2shot", level="fully_heldout",
+             category="Grammar Error Correction", benchmark="niv2", name="jfleg",
+             subtask="task1557_jfleg_answer_generation", shots=2, split="validation",
+             max_examples=250, metric="rougeL", answer_type="generate")
+
+The registry's seqio task already has its shots rendered into the prompt; `max_examples` caps the
+examples (250 for dev tasks, None = all for test tasks). A task's report identity is its dataset
+(`name`: COPA from PromptSource, NIV2 and FLAN is one task) and the catalog task is the subtask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+import seqio
+
+import optiml.registry  # noqa: F401  (registers every task)
+from optiml.bench import catalog, levels, names
+from optiml.evaluation.metrics import is_xlingual
+
+PHASES = {"dev": "validation", "test": "test"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalTask:
+    """One seqio task to evaluate and where its score goes in the report."""
+
+    task: str
+    level: str  # one of levels.LEVELS
+    category: str
+    benchmark: str
+    name: str
+    shots: int = 0
+    split: str = "validation"
+    max_examples: int | None = None
+    subtask: str = ""
+    metric: str = ""
+    answer_type: str = "generate"
+    xlingual: bool = False
+
+    def __post_init__(self) -> None:
+        if self.level not in levels.LEVELS:
+            raise ValueError(
+                f"task {self.task!r}: unknown level {self.level!r} (one of {levels.LEVELS})"
+            )
+
+
+def plan_from_registry(
+    *,
+    phase: str = "dev",
+    level_config: levels.LevelConfig | None = None,
+    shots: Sequence[int] | None = None,
+    max_examples: int | None = 250,
+    benchmarks: Sequence[str] | None = None,
+    max_tasks_per_level: int | None = None,
+) -> list[EvalTask]:
+    """The evaluation plan of the OPT-IML levels from `optiml.registry`.
+
+    phase "dev": the validation tasks (paper Table 15 + the supervised tasks' validation
+    instances), at most `max_examples` (250) examples each; "test": every test task and the
+    evaluation-only benchmarks that belong to a level (MMLU), all of their examples
+    (`max_examples` is ignored). Every task runs 0-shot and in each few-shot variant its
+    loader offers (NIV2 #2shot/#5shot), restricted to `shots` if given. Tasks without local data,
+    or outside the three levels, are logged and skipped. `max_tasks_per_level` keeps the first N
+    tasks of each benchmark in each level (quick runs that still cover every benchmark:
+    generation and rank classification).
+    """
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; one of {list(PHASES)}")
+    split = PHASES[phase]
+    lv = levels.build_levels(level_config or levels.LevelConfig())
+    records = list(lv.dev if phase == "dev" else lv.test)
+    if phase == "test":  # evaluation-only benchmarks placed in a level (MMLU: partially held out)
+        records += [r for r in lv.eval_only if lv.level_of(r) is not None]
+    registered = set(seqio.TaskRegistry.names())
+    plan: list[EvalTask] = []
+    per_level: dict[tuple[str, str], int] = {}
+    for record in records:
+        if benchmarks is not None and record.benchmark not in benchmarks:
+            continue
+        level = lv.level_of(record)
+        if level is None:
+            logging.info("%s: in none of the three levels, not evaluated", record.name)
+            continue
+        if record.name not in registered:
+            logging.info("%s: no loader registered it, not evaluated", record.name)
+            continue
+        loader = catalog.loader(record.benchmark)
+        try:
+            available = loader.count_examples(record, split) > 0
+        except (OSError, ValueError, KeyError) as error:
+            logging.info("%s: not available locally (%s)", record.name, error)
+            continue
+        if not available:
+            continue
+        key = (level, record.benchmark)
+        if max_tasks_per_level is not None and per_level.get(key, 0) >= max_tasks_per_level:
+            continue
+        per_level[key] = per_level.get(key, 0) + 1
+        variants = [(None, 0)] + sorted(getattr(loader, "VARIANTS", {}).items(), key=lambda v: v[1])
+        for variant, k in variants:
+            if shots is not None and k not in shots:
+                continue
+            plan.append(
+                EvalTask(
+                    task=names.task_name(record.benchmark, record.task, variant),
+                    level=level,
+                    category=record.category,
+                    benchmark=record.benchmark,
+                    name=record.dataset,
+                    subtask=record.task,
+                    shots=k,
+                    split=split,
+                    max_examples=max_examples if phase == "dev" else None,
+                    metric=record.metric if record.answer_type == "generate" else "accuracy",
+                    answer_type=record.answer_type,
+                    xlingual=is_xlingual(record.languages),
+                )
+            )
+    if not plan:
+        raise ValueError(f"no {phase} task is available locally: nothing to evaluate")
+    return plan

@@ -1,0 +1,93 @@
+"""Evaluation copies of registry tasks: the same data with the catalog's metric attached.
+
+Registry tasks (`optiml.registry`) carry no metrics. `evaluation_task` registers a twin with the
+task's metric functions, the postprocessor they need and, for `rank` tasks, the per-option
+expansion (`rank_classification_preprocessor`); with `max_examples` the twin keeps only the first
+N examples, cut before the expansion so a rank task keeps every option of each kept example:
+
+    evaluation_task("optiml:niv2:task1557_jfleg_answer_generation#2shot", "rougeL")
+        -> "optiml_eval:niv2:task1557_jfleg_answer_generation#2shot"
+    evaluation_task("optiml:promptsource:super_glue_cb", "accuracy", "rank", max_examples=250)
+        -> "optiml_eval_first250:promptsource:super_glue_cb"   (250 examples, ~750 option rows)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import seqio
+import tensorflow as tf
+
+from optiml.evaluation import metrics
+from optiml.evaluation import rank_classification as rc
+
+EVAL_PREFIX = "optiml_eval"
+
+
+def metric_setup(metric: str, answer_type: str, xlingual: bool) -> tuple[Callable, list[Callable]]:
+    """(postprocess_fn, metric_fns) for a catalog metric and answer type; the first metric
+    function reports the task's score (`accuracy` for rank tasks)."""
+    if answer_type == "rank":
+        return rc.rank_classification_postprocessor, [
+            rc.rank_classification,
+            rc.rank_classification_length_normalized,
+        ]
+    rouge = metrics.rouge_l_xlingual if xlingual else metrics.rouge_l
+    fns = {
+        "rougeL": [rouge, metrics.exact_match],
+        "exact_match": [metrics.exact_match, rouge],
+        "accuracy": [metrics.accuracy, metrics.exact_match],
+    }
+    if metric not in fns:
+        raise ValueError(f"unknown metric {metric!r} for a generation task (one of {list(fns)})")
+    return metrics.references_postprocessor, fns[metric]
+
+
+def _first(dataset: tf.data.Dataset, n: int) -> tf.data.Dataset:
+    return dataset.take(n)
+
+
+def twin_name(name: str, max_examples: int | None = None) -> str:
+    """`optiml:mmlu:anatomy#5shot`, 250 -> `optiml_eval_first250:mmlu:anatomy#5shot`; a name
+    without a `:` gets a suffix instead (`my_task` -> `my_task_eval`, `my_task_eval_first250`)."""
+    cap = "" if max_examples is None else f"_first{max_examples}"
+    if ":" in name:
+        return f"{EVAL_PREFIX}{cap}:{name.split(':', 1)[1]}"
+    return f"{name}_eval{cap}"
+
+
+def evaluation_task(
+    name: str,
+    metric: str,
+    answer_type: str = "generate",
+    xlingual: bool = False,
+    max_examples: int | None = None,
+) -> str:
+    """The name of a seqio task that evaluates registry task `name` (registered once).
+
+    A task registered with metric functions keeps them and its postprocessor (and is used as is
+    when uncapped);
+    otherwise the twin gets `metric_setup(metric, answer_type, xlingual)` and, for `rank` tasks,
+    the per-option expansion. `max_examples`: only the first N examples of the split."""
+    task = seqio.get_mixture_or_task(name)
+    if task.metric_objs and max_examples is None:
+        return name
+    twin = twin_name(name, max_examples)
+    if twin in seqio.TaskRegistry.names():
+        return twin
+    first = [] if max_examples is None else [functools.partial(_first, n=max_examples)]
+    if task.metric_objs:
+        postprocess_fn, metric_fns, expand = task.postprocessor, task.metric_fns, []
+    else:
+        postprocess_fn, metric_fns = metric_setup(metric, answer_type, xlingual)
+        expand = [rc.rank_classification_preprocessor] if answer_type == "rank" else []
+    seqio.TaskRegistry.add(
+        twin,
+        source=task.source,
+        preprocessors=first + expand + list(task.preprocessors),
+        output_features=task.output_features,
+        postprocess_fn=postprocess_fn,
+        metric_fns=metric_fns,
+    )
+    return twin
