@@ -141,3 +141,18 @@ def test_equals_seqio_decoder_feature_converter(with_prompt: bool) -> None:
     np.testing.assert_array_equal(theirs["decoder_segment_ids"] > 0, real)
     np.testing.assert_array_equal(ours["decoder_input_tokens"][~real], 1)
     np.testing.assert_array_equal(ours["decoder_target_tokens"][~real], 1)
+
+
+@pytest.mark.parametrize("length", [0, -5, 2.5])
+def test_a_row_length_below_one_is_refused_at_once(length) -> None:
+    """LENGTH=0 used to spin forever in Planner.next_row (every document fit in 0 tokens)."""
+    with pytest.raises(ValueError, match="row length must be an int >= 1"):
+        F.Planner(length, pool_size=4)
+    with pytest.raises(ValueError, match="row length must be an int >= 1"):
+        F.plan_rows([3, 2, 1], length=length)
+
+
+def test_a_zero_token_document_is_refused_instead_of_filling_a_row_forever() -> None:
+    endless_empty = iter(lambda: ("doc", 0), None)
+    with pytest.raises(ValueError, match="has 0 tokens"):
+        F.Planner(8, pool_size=2).next_row(lambda: next(endless_empty))

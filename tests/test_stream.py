@@ -204,3 +204,10 @@ def test_a_stale_cache_is_refused(cache_dir: Path) -> None:
     check_counts(stream, dict(SIZES))  # the data's counts: fine
     with pytest.raises(ValueError, match=r"stale for 1 tasks, e.g. task_b \(cache 12, data 13\)"):
         check_counts(stream, {**SIZES, "task_b": 13})
+
+
+@pytest.mark.parametrize("kw", [dict(length=0), dict(length=-5), dict(batch_size=0)])
+def test_a_stream_with_no_room_is_refused_before_reading_the_cache(cache_dir: Path, kw) -> None:
+    """LENGTH=0 used to hang the first `next()`; now the constructor names the setting."""
+    with pytest.raises(ValueError, match="length must be an int >= 1|batch_size 0"):
+        _stream(cache_dir, **kw)

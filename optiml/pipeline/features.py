@@ -43,6 +43,12 @@ FEATURES = (
 )
 
 
+def check_length(length: int) -> None:
+    """Rows need at least one position: a 0-length row would take documents forever."""
+    if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 1:
+        raise ValueError(f"row length must be an int >= 1, got {length!r}")
+
+
 def truncate(
     prompt: np.ndarray, target: np.ndarray, length: int = DEFAULT_LENGTH
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +58,7 @@ def truncate(
     `length`, in which case it keeps `target[:length - 1]` plus its last token (the EOS).
     E.g. length 4: P=[10, 11, 12], T=[20, 2] -> P=[11, 12], T=[20, 2].
     """
-    if length < 1:
-        raise ValueError(f"length must be >= 1, got {length}")
+    check_length(length)
     prompt = np.asarray(prompt)
     target = np.asarray(target)
     if len(target) > length:
@@ -153,6 +158,7 @@ class Planner:
     """
 
     def __init__(self, length: int = DEFAULT_LENGTH, pool_size: int = 1) -> None:
+        check_length(length)
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         self.length = length
@@ -160,6 +166,8 @@ class Planner:
         self.pool: list[tuple[object, int]] = []
 
     def next_row(self, draw: Callable[[], tuple[object, int] | None]) -> list:
+        """Bounded: every pass places a document of >= 1 token or closes the row, so a row takes
+        at most `length` passes (a 0-token document is refused: it would fill a row forever)."""
         row: list = []
         space = self.length
         while True:
@@ -168,6 +176,8 @@ class Planner:
                 if item is None:
                     break
                 payload, size = item
+                if size < 1:
+                    raise ValueError(f"document {payload!r} has {size} tokens; packing needs >= 1")
                 self.pool.append((payload, min(int(size), self.length)))
             for i, (payload, size) in enumerate(self.pool):
                 if size <= space:

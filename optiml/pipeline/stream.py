@@ -86,6 +86,9 @@ class MixtureStream:
         process_count: int = 1,
         bos_id: int = features.BOS_ID,
     ) -> None:
+        features.check_length(length)
+        if batch_size < 1 or pool_size < 1:
+            raise ValueError(f"batch_size {batch_size} and pool_size {pool_size} must be >= 1")
         if batch_size % process_count:
             raise ValueError(f"batch_size {batch_size} is not divisible by {process_count} hosts")
         if not 0 <= process_index < process_count:
