@@ -15,7 +15,9 @@
   (the full parsed config when the run starts, replaced by gin's operative config when it ends).
 
 Configuration errors (unknown binding or macro, malformed value, missing file, a REQUIRED macro
-left unset) stop the program before anything runs, with one line that names the culprit.
+left unset, a value of the wrong type or out of range, a mesh that does not fit the devices: see
+`optiml.validation`) stop the program before anything runs, with one line that names the culprit
+and exit code 2.
 This module is the only place in optiml that imports gin's decorators: library code is gin-free.
 """
 
@@ -31,6 +33,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from optiml import validation
 
 USAGE = (
     "usage: python -m optiml.main --gin_file=FILE.gin [--gin_file=...] "
@@ -211,6 +215,10 @@ def main(argv: Sequence[str]) -> Any:
     if not files and not bindings:
         raise ConfigError(USAGE)
     function, model_dir = parse_config(files, bindings, search_paths)
+    try:
+        validation.check_gin_config()  # types, ranges, names, mesh: before anything runs
+    except validation.SettingError as e:
+        raise ConfigError(str(e)) from None
     _hide_gpus_from_tensorflow()
     _write_config(model_dir, gin.config_str())
     try:

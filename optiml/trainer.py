@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from optiml import checkpointing, flops, partitioning, train_step
+from optiml import checkpointing, flops, partitioning, train_step, validation
 from optiml.models import opt
 from optiml.optimizer import OptimizerConfig, make_optimizer, schedule
 
@@ -85,6 +85,7 @@ def train(
     Raises NonFiniteError on a NaN/inf loss or gradient norm; the newest checkpoint on disk is
     then the last good one.
     """
+    validation.check_call(train, locals())  # the gin entry point checked these already
     run_path = Path(run_dir)
     optimizer = optimizer or OptimizerConfig()
     partitioning.initialize_distributed(distributed)

@@ -1,0 +1,414 @@
+"""A run's settings checked before anything runs: one line naming the setting and its value.
+
+    optiml: BATCH_SIZE='8' (trainer.train.batch_size): expected an int, got str
+    optiml: trainer.train.checkpoint_every=0: must be >= 1
+    optiml: TRAIN_STEPS=50 (trainer.train.steps): must exceed the warm-up,
+            optimizer.OptimizerConfig.warmup_steps=60
+
+`check_gin_config()` is what `optiml.main` calls once the gin files are parsed and before RUN is
+called (so before any preparation, compilation or step). It reads every binding with its macros
+resolved and checks, in this order:
+
+1. its type against the bound function's annotations (int, float, str, bool, None, sequences);
+2. its range or name against `RULES` (e.g. lengths, batches, periods >= 1, a known mixture);
+3. the rules that tie settings together: the warm-up below the steps, the training batch
+   divisible by the microbatches and the data-parallel devices, every mesh against the devices.
+
+`check_call(train, locals())` applies 1 and 2 to a plain Python call, so a function called without
+gin refuses the same values. Rules are keyed by the function's full name; a test checks that each
+key still names a function. Only `check_gin_config` imports gin (an entry point's job).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import functools
+import importlib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Rule = Callable[[Any], str | None]  # value -> what is wrong with it, or None
+
+
+class SettingError(ValueError):
+    """A setting out of its type or range; the message is one line naming it and its value."""
+
+
+# -- rules on one value -------------------------------------------------------------------------
+def at_least(bound: float) -> Rule:
+    return lambda v: None if v is None or v >= bound else f"must be >= {bound}"
+
+
+def above(bound: float) -> Rule:
+    return lambda v: None if v is None or v > bound else f"must be > {bound}"
+
+
+def between(low: float, high: float) -> Rule:
+    return lambda v: None if v is None or low <= v <= high else f"must be in [{low}, {high}]"
+
+
+def one_of(module: str, attribute: str) -> Rule:
+    """The value must be a key of `module.attribute` (imported when checked)."""
+
+    def rule(value: Any) -> str | None:
+        choices = list(getattr(importlib.import_module(module), attribute))
+        return None if value is None or value in choices else f"must be one of {choices}"
+
+    return rule
+
+
+def each(rule: Rule) -> Rule:
+    def check(values: Any) -> str | None:
+        for i, value in enumerate(values or ()):
+            problem = rule(value)
+            if problem:
+                return f"item {i} ({value!r}) {problem}"
+        return None
+
+    return check
+
+
+def mesh_axis(value: Any) -> str | None:
+    return None if value == -1 or value >= 1 else "must be >= 1, or -1 (all remaining devices)"
+
+
+def mixture_name(value: Any) -> str | None:
+    """A registered mixture or task: optiml's own (TF-free) or any seqio one."""
+    from optiml.bench import mixing
+
+    if value in mixing.MIXTURES:
+        return None
+    if not str(value).startswith("optiml_mix:"):
+        import seqio
+
+        import optiml.registry  # noqa: F401  (registers every task and mixture)
+
+        if value in seqio.MixtureRegistry.names() or value in seqio.TaskRegistry.names():
+            return None
+    return f"no such mixture or task (optiml's mixtures: {', '.join(sorted(mixing.MIXTURES))})"
+
+
+def benchmark_name(value: Any) -> str | None:
+    from optiml.bench import catalog
+
+    known = sorted(catalog.benchmarks())
+    return None if value in known else f"no such benchmark (known: {', '.join(known)})"
+
+
+def _cache_pair(value: Any) -> str | None:
+    return mixture_name(value[0]) if isinstance(value, list | tuple) and value else None
+
+
+POSITIVE = at_least(1)
+RULES: dict[str, dict[str, Rule]] = {
+    "optiml.trainer.train": {
+        "steps": POSITIVE,
+        "batch_size": POSITIVE,
+        "num_microbatches": POSITIVE,
+        "checkpoint_every": POSITIVE,
+        "keep_checkpoints": POSITIVE,
+        "eval_every": POSITIVE,
+        "eval_batches": POSITIVE,
+        "log_every": POSITIVE,
+        "z_loss": at_least(0),
+        "loss_normalization": one_of("optiml.train_step", "NORMALIZATIONS"),
+    },
+    "optiml.pipeline.stream.from_mixture": {
+        "mixture": mixture_name,
+        "batch_size": POSITIVE,
+        "length": POSITIVE,
+        "pool_size": POSITIVE,
+    },
+    "optiml.pipeline.stream.MixtureStream": {
+        "batch_size": POSITIVE,
+        "length": POSITIVE,
+        "pool_size": POSITIVE,
+    },
+    "optiml.optimizer.OptimizerConfig": {
+        "learning_rate": at_least(0),
+        "warmup_steps": at_least(0),
+        "b1": between(0, 1),
+        "b2": between(0, 1),
+        "eps": at_least(0),
+        "weight_decay": at_least(0),
+        "clip_norm": above(0),
+    },
+    "optiml.partitioning.MeshConfig": {
+        "data": mesh_axis,
+        "fsdp": mesh_axis,
+        "model": mesh_axis,
+        "rules": one_of("optiml.partitioning", "RULES"),
+    },
+    "optiml.partitioning.DistributedConfig": {"num_processes": POSITIVE, "process_id": at_least(0)},
+    "optiml.models.opt.OPTConfig": {
+        "vocab_size": POSITIVE,
+        "hidden_size": POSITIVE,
+        "num_layers": POSITIVE,
+        "num_heads": POSITIVE,
+        "ffn_dim": POSITIVE,
+        "max_positions": POSITIVE,
+        "dropout": between(0, 1),
+        "attention_dropout": between(0, 1),
+    },
+    "optiml.evaluation.evaluate.evaluate": {
+        "phase": one_of("optiml.evaluation.evaluate", "PHASES"),
+        "shots": each(at_least(0)),
+        "max_examples": POSITIVE,
+        "max_tasks_per_level": POSITIVE,
+        "benchmarks": each(benchmark_name),
+        "batch_size": POSITIVE,
+        "max_new_tokens": POSITIVE,
+    },
+    "optiml.quickstart.run": {"caches": each(_cache_pair)},
+}
+
+
+# -- types from annotations ---------------------------------------------------------------------
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def type_problem(value: Any, annotation: Any) -> str | None:
+    """What is wrong with `value` for `annotation`, checking only plain types: int (not bool),
+    float (an int will do), str, bool, None, unions of them and sequences of them."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        problems = [type_problem(value, a) for a in args]
+        if any(p is None for p in problems):
+            return None
+        return f"expected {' or '.join(_type_name(a) for a in args)}, got {type(value).__name__}"
+    if annotation is type(None):
+        return None if value is None else "expected None"
+    checks = {
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        bool: lambda v: isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }
+    if annotation in checks:
+        ok = checks[annotation](value)
+        return (
+            None
+            if ok
+            else f"expected {'an' if annotation is int else 'a'} "
+            + (f"{annotation.__name__}, got {type(value).__name__}")
+        )
+    sequences = (list, tuple, collections.abc.Sequence)
+    if origin in sequences or annotation in sequences:
+        if not isinstance(value, list | tuple):
+            return f"expected a sequence, got {type(value).__name__}"
+        item = args[0] if args and (len(args) == 1 or args[1] is Ellipsis) else None
+        for i, v in enumerate(value if item is not None else ()):
+            problem = type_problem(v, item)
+            if problem:
+                return f"item {i}: {problem}"
+    return None  # anything else (callables, dataclasses, Any) is not checked here
+
+
+def _hints(fn: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: no type checks for this function
+        return {}
+
+
+def _full_name(fn: Any) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def check_value(fn: Any, param: str, value: Any) -> str | None:
+    """What is wrong with `value` for `fn`'s `param` (type, then range), or None."""
+    annotation = _hints(fn).get(param)
+    problem = type_problem(value, annotation) if annotation is not None else None
+    if problem is None and param in RULES.get(_full_name(fn), {}):
+        try:
+            problem = RULES[_full_name(fn)][param](value)
+        except TypeError:  # a type the annotations did not catch (e.g. unannotated)
+            problem = f"has the wrong type ({type(value).__name__})"
+    return problem
+
+
+def check_call(fn: Any, arguments: Mapping[str, Any]) -> None:
+    """Raise SettingError for the first argument of a direct call `fn(**arguments)` that breaks
+    its type or RULES, e.g. `check_call(train, locals())` at the top of `train`."""
+    for param, value in arguments.items():
+        problem = check_value(fn, param, value)
+        if problem:
+            raise SettingError(f"{fn.__name__}({param}={value!r}): {problem}")
+
+
+# -- the gin configuration ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One binding with its macros resolved: `where` as gin writes it, the macro it came from."""
+
+    where: str  # e.g. "trainer.train.batch_size" or "train/stream.from_mixture.length"
+    value: Any
+    macro: str | None = None
+    default: bool = False  # not bound: the function's default
+
+    def error(self, problem: str) -> SettingError:
+        if self.macro:
+            return SettingError(f"{self.macro}={self.value!r} ({self.where}): {problem}")
+        return SettingError(f"{self.where}={self.value!r}: {problem}")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A gin `@fn` / `@fn()` reference, left unevaluated (its own bindings are checked)."""
+
+    scope: str
+    selector: str
+    evaluate: bool
+
+
+class GinConfig:
+    """Read access to gin's parsed bindings with macros resolved (gin has no public accessor)."""
+
+    def __init__(self) -> None:
+        import gin
+
+        self.registry = gin.config._REGISTRY
+        parsed = gin.config._CONFIG
+        self.bindings = {key: dict(v) for key, v in parsed.items() if key[1] != "gin.macro"}
+        self.macros = {
+            scope: params["value"]
+            for (scope, selector), params in parsed.items()
+            if selector == "gin.macro" and "value" in params
+        }
+
+    def function(self, selector: str) -> Any:
+        return self.registry[selector].wrapped
+
+    def where(self, scope: str, selector: str, param: str) -> str:
+        """As the gin files write it: `[scope/]module.function.param`, e.g. trainer.train.steps."""
+        name = ".".join(selector.split(".")[-2:])
+        return f"{scope + '/' if scope else ''}{name}.{param}"
+
+    def resolve(self, value: Any, macro: str | None = None) -> tuple[Any, str | None]:
+        """(the value with macros replaced, the first macro met on the way)."""
+        selector = getattr(value, "_scoped_selector", None)
+        if isinstance(selector, str) and selector.endswith("/gin.macro"):
+            name = selector[: -len("/gin.macro")]
+            return self.resolve(self.macros.get(name), macro or name)
+        if isinstance(selector, str):
+            scope, _, name = selector.rpartition("/")
+            full = self.registry.get_match(name).selector
+            return Reference(scope, full, bool(value.evaluate)), macro
+        if isinstance(value, list | tuple):
+            return type(value)(self.resolve(v)[0] for v in value), macro
+        return value, macro
+
+    def settings(self, selector: str, scope: str = "") -> dict[str, Setting]:
+        """Every parameter of `selector` as called in `scope`: its bindings (scoped over
+        unscoped) or its default."""
+        out = {}
+        for name, param in inspect.signature(self.function(selector)).parameters.items():
+            if param.default is not inspect.Parameter.empty:
+                where = self.where("", selector, name)
+                out[name] = Setting(where, param.default, default=True)
+        for key in [("", selector)] + ([(scope, selector)] if scope else []):
+            for name, raw in self.bindings.get(key, {}).items():
+                value, macro = self.resolve(raw)
+                out[name] = Setting(self.where(key[0], selector, name), value, macro)
+        return out
+
+    def referenced(self, setting: Setting | None, selector: str) -> dict[str, Setting]:
+        """The settings of the config class a binding refers to (`@optimizer.OptimizerConfig()`),
+        or its defaults when the binding is unbound or None (what the function then builds)."""
+        value = setting.value if setting is not None else None
+        if isinstance(value, Reference) and value.selector == selector:
+            return self.settings(selector, value.scope)
+        module, _, name = selector.rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        return {
+            p: Setting(f"{name}.{p}", param.default, default=True)
+            for p, param in inspect.signature(cls).parameters.items()
+        }
+
+
+def check_gin_config(devices: int | None = None) -> None:
+    """Check every binding of the parsed gin config, then the cross-setting rules; raises
+    SettingError with one line. `devices`: the device count (None: join the job and ask JAX)."""
+    config = GinConfig()
+    for (scope, selector), params in config.bindings.items():
+        fn = config.function(selector)
+        for param, raw in params.items():
+            value, macro = config.resolve(raw)
+            problem = None if isinstance(value, Reference) else check_value(fn, param, value)
+            if problem:
+                raise Setting(config.where(scope, selector, param), value, macro).error(problem)
+        if dataclasses.is_dataclass(fn):
+            _construct(fn, config.settings(selector, scope))
+    count = functools.cache(lambda: devices if devices is not None else _device_count(config))
+    if ("", "optiml.trainer.train") in config.bindings:
+        _check_training(config, count)
+    for scope, selector in config.bindings:
+        if selector == "optiml.partitioning.MeshConfig":
+            _mesh_shape(config.settings(selector, scope), count())
+
+
+def _construct(cls: type, settings: dict[str, Setting]) -> None:
+    """Build a config dataclass from its settings, so its own checks (e.g. OPTConfig's heads
+    dividing the hidden size) run now; a failure names the class's bindings."""
+    required = [p for p in inspect.signature(cls).parameters if p not in settings]
+    if required or any(isinstance(s.value, Reference) for s in settings.values()):
+        return  # built with arguments from code, or from other configurables: checked when built
+    try:
+        cls(**{name: s.value for name, s in settings.items()})
+    except (ValueError, TypeError) as e:
+        where = f"{cls.__module__.rpartition('.')[2]}.{cls.__name__}"
+        message = str(e) if str(e).startswith(cls.__name__) else f"{cls.__name__}: {e}"
+        raise SettingError(f"{where}: {message.removeprefix(cls.__name__ + ': ')}") from None
+
+
+def _check_training(config: GinConfig, devices: Callable[[], int]) -> None:
+    train = config.settings("optiml.trainer.train")
+    steps, batch, micro = train["steps"], train["batch_size"], train["num_microbatches"]
+    warmup = config.referenced(train.get("optimizer"), OPTIMIZER)["warmup_steps"]
+    if steps.value <= warmup.value:
+        raise steps.error(f"must exceed the warm-up, {warmup.where}={warmup.value}")
+    if batch.value % micro.value:
+        raise batch.error(f"must be divisible by {micro.where}={micro.value}")
+    data, fsdp, _ = _mesh_shape(config.referenced(train.get("mesh"), MESH), devices())
+    if batch.value % (data * fsdp):
+        raise batch.error(f"must be divisible by the {data * fsdp} data-parallel devices")
+
+
+OPTIMIZER = "optiml.optimizer.OptimizerConfig"
+MESH = "optiml.partitioning.MeshConfig"
+
+
+def _mesh_shape(mesh: dict[str, Setting], devices: int) -> tuple[int, int, int]:
+    """(data, fsdp, model) of a MeshConfig's settings on `devices`; the error names a bound axis."""
+    from optiml import partitioning
+
+    axes = [mesh[a] for a in partitioning.MESH_AXES]
+    try:
+        return partitioning.mesh_shape(partitioning.MeshConfig(*[a.value for a in axes]), devices)
+    except ValueError as e:
+        culprit = next((a for a in axes if not a.default), axes[0])
+        raise culprit.error(f"{e}") from None
+
+
+def _device_count(config: GinConfig) -> int:
+    """JAX's device count, after joining the multi-process job that the training run configures
+    (jax.distributed must be initialised before JAX first touches a device)."""
+    import jax
+
+    from optiml import partitioning
+
+    if ("", "optiml.trainer.train") in config.bindings:
+        setting = config.settings("optiml.trainer.train")["distributed"]
+        if isinstance(setting.value, Reference):
+            fields = config.settings(setting.value.selector, setting.value.scope)
+            distributed = partitioning.DistributedConfig(**{k: s.value for k, s in fields.items()})
+            partitioning.initialize_distributed(distributed)
+        else:
+            partitioning.initialize_distributed(None)
+    return jax.device_count()
