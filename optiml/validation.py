@@ -156,7 +156,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "attention_dropout": between(0, 1),
     },
     "optiml.evaluation.evaluate.evaluate": {
-        "phase": one_of("optiml.evaluation.evaluate", "PHASES"),
+        "phase": one_of("optiml.evaluation.plan", "PHASES"),
         "shots": each(at_least(0)),
         "max_examples": POSITIVE,
         "max_tasks_per_level": POSITIVE,
