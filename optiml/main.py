@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from optiml import validation
+from optiml.tf_devices import hide_gpus_from_tensorflow, quiet_tensorflow
 
 USAGE = (
     "usage: python -m optiml.main --gin_file=FILE.gin [--gin_file=...] "
@@ -191,13 +192,6 @@ def parse_config(files: Sequence[str], bindings: Sequence[str], search_paths: Se
     return function, macros.get("MODEL_DIR")
 
 
-def _hide_gpus_from_tensorflow() -> None:
-    """T5X does the same: TensorFlow (seqio's data pipeline) must never claim an accelerator."""
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        tf.config.set_visible_devices([], "GPU")
-
-
 def _write_config(model_dir: Any, text: str) -> None:
     if not isinstance(model_dir, str | os.PathLike):
         return
@@ -208,7 +202,7 @@ def _write_config(model_dir: Any, text: str) -> None:
 
 def main(argv: Sequence[str]) -> Any:
     """Parses the command line and gin config, then calls the RUN function (returns its result)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_tensorflow()
     import gin
 
     files, bindings, search_paths = parse_args(argv)
@@ -219,13 +213,13 @@ def main(argv: Sequence[str]) -> Any:
         validation.check_gin_config()  # types, ranges, names, mesh: before anything runs
     except validation.SettingError as e:
         raise ConfigError(str(e)) from None
-    _hide_gpus_from_tensorflow()
+    hide_gpus_from_tensorflow()
     _write_config(model_dir, gin.config_str())
     try:
         with gin.config_scope(None):
             return function()
     finally:
-        _hide_gpus_from_tensorflow()
+        hide_gpus_from_tensorflow()
         try:
             operative = gin.operative_config_str()
         except Exception:  # a failed call can leave gin unable to print; keep the full config

@@ -49,21 +49,18 @@ STANDARD_RULES: LogicalRules = (
     ("length", None),
     ("layers", None),
 )
+
+
 # FSDP / ZeRO-3: parameters (and so the optimizer state) are also split over `fsdp` on `embed`.
 # Activations keep `embed` whole: their `batch` dimension already took `fsdp`, so the fallback
 # ("embed", None) applies to them.
-FSDP_RULES: LogicalRules = (
-    ("batch", BATCH_AXES),
-    ("vocab", "model"),
-    ("mlp", "model"),
-    ("heads", "model"),
-    ("joined_kv", "model"),
-    ("kv", None),
-    ("embed", "fsdp"),
-    ("embed", None),
-    ("length", None),
-    ("layers", None),
-)
+def _with_fsdp(rules: LogicalRules) -> LogicalRules:
+    """`rules` with ("embed", "fsdp") inserted before ("embed", None)."""
+    at = list(rules).index(("embed", None))
+    return (*rules[:at], ("embed", "fsdp"), *rules[at:])
+
+
+FSDP_RULES: LogicalRules = _with_fsdp(STANDARD_RULES)
 RULES = {"standard": STANDARD_RULES, "fsdp": FSDP_RULES}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-PAD, BOS = 1, 2
+from optiml.token_ids import BOS_ID, PAD_ID, VOCAB_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,7 @@ class SyntheticData:
     process_index=0, process_count=1)`; `batch_size` is global, each process gets its share."""
 
     length: int = 64
-    vocab_size: int = 50272
+    vocab_size: int = VOCAB_SIZE
     seed: int = 0
     min_prompt: int = 2
     max_prompt: int = 12
@@ -74,8 +74,8 @@ class SyntheticStream:
         rng = np.random.default_rng([cfg.seed, self.index, row])
         length = cfg.length
         out = {
-            "decoder_input_tokens": np.full(length, PAD, np.int32),
-            "decoder_target_tokens": np.full(length, PAD, np.int32),
+            "decoder_input_tokens": np.full(length, PAD_ID, np.int32),
+            "decoder_target_tokens": np.full(length, PAD_ID, np.int32),
             "decoder_loss_weights": np.zeros(length, np.float32),
             "decoder_segment_ids": np.zeros(length, np.int32),
             "decoder_positions": np.zeros(length, np.int32),
@@ -84,7 +84,7 @@ class SyntheticStream:
         while True:
             n = int(rng.integers(cfg.min_prompt, cfg.max_prompt + 1))
             prompt = rng.integers(4, cfg.vocab_size, n)
-            tokens = np.concatenate([[BOS], prompt, prompt, [BOS]]).astype(np.int32)
+            tokens = np.concatenate([[BOS_ID], prompt, prompt, [BOS_ID]]).astype(np.int32)
             size = len(tokens) - 1
             if start + size > length:
                 break

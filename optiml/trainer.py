@@ -38,6 +38,7 @@ from tqdm import tqdm
 from optiml import checkpointing, flops, partitioning, train_step, validation
 from optiml.models import opt
 from optiml.optimizer import OptimizerConfig, make_optimizer, schedule
+from optiml.tf_devices import hide_gpus_from_tensorflow
 
 
 class BatchStream(Protocol):
@@ -277,9 +278,7 @@ class _MetricWriter:
         if self.primary and tensorboard:
             from clu import metric_writers  # imports TensorFlow
 
-            tf = sys.modules.get("tensorflow")
-            if tf is not None:  # TensorFlow must never claim an accelerator that JAX needs
-                tf.config.set_visible_devices([], "GPU")
+            hide_gpus_from_tensorflow()
             self.clu = metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(run_dir)))
 
     def write(self, step: int, scalars: dict[str, float]) -> None:

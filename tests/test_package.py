@@ -25,6 +25,8 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
 TF_FREE = [
     "optiml",
     "optiml.paths",
+    "optiml.token_ids",
+    "optiml.tf_devices",
     "optiml.main",
     "optiml.models.opt",
     "optiml.models.decoding",

@@ -38,8 +38,7 @@ import numpy as np
 
 from optiml.models import decoding
 from optiml.models.opt import OPTConfig
-
-PAD_ID = 1
+from optiml.token_ids import PAD_ID
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,7 +31,7 @@ import tensorflow as tf
 from optiml.evaluation import report as report_lib
 from optiml.evaluation.plan import EvalTask
 from optiml.evaluation.registration import evaluation_task
-from optiml.pipeline.vocab import BOS_ID
+from optiml.token_ids import BOS_ID
 
 PRIMARY_METRICS = ("accuracy", "rougeL", "exact_match")
 SAMPLES = 5  # rows of model output kept in each task's result file, for reading

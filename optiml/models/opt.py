@@ -29,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from optiml import token_ids
+
 POSITION_OFFSET = 2  # OPT looks positions up at index position + 2 (fairseq's padding_idx hack)
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by metaseq and transformers
 INIT_STD = 0.02
@@ -45,7 +47,7 @@ REMAT_POLICIES: dict[str, Callable | None] = {
 class OPTConfig:
     """Hyper-parameters of one OPT decoder; hashable, so it can be a static jit argument."""
 
-    vocab_size: int = 50272
+    vocab_size: int = token_ids.VOCAB_SIZE
     hidden_size: int = 768
     num_layers: int = 12
     num_heads: int = 12
@@ -59,9 +61,9 @@ class OPTConfig:
     param_dtype: str = "float32"
     scan_layers: bool = False  # nn.scan over layers: params stacked on a leading "layers" axis
     remat_policy: str = "none"  # one of REMAT_POLICIES
-    pad_id: int = 1
-    bos_id: int = 2
-    eos_id: int = 2
+    pad_id: int = token_ids.PAD_ID
+    bos_id: int = token_ids.BOS_ID
+    eos_id: int = token_ids.EOS_ID
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-BOS_ID = 2
-PAD_ID = 1
+from optiml.token_ids import BOS_ID, PAD_ID
+
 DEFAULT_LENGTH = 2048
 
 FEATURES = (

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from optiml.pipeline import cache, features
+from optiml.token_ids import BOS_ID
 
 STATE_FORMAT = 1
 _CHUNK = 4096  # task choices are computed this many at a time
@@ -84,7 +85,7 @@ class MixtureStream:
         split: str = "train",
         process_index: int = 0,
         process_count: int = 1,
-        bos_id: int = features.BOS_ID,
+        bos_id: int = BOS_ID,
     ) -> None:
         features.check_length(length)
         if batch_size < 1 or pool_size < 1:

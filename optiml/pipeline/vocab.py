@@ -2,7 +2,8 @@
 
 Files (in `$OPTIML_DATA_DIR/gpt2_bpe` unless a directory is given): `encoder.json` (GPT-2 token ->
 GPT-2 id), `vocab.bpe` (merges) and fairseq's `dict.txt` (line i holds a GPT-2 id; its OPT id is
-4 + i). OPT ids: `<s>`=0, `<pad>`=1, `</s>`=2 (EOS, also used as BOS), `<unk>`=3; 50272 entries.
+4 + i). OPT ids: `<s>`=0, `<pad>`=1, `</s>`=2 (EOS, also used as BOS), `<unk>`=3; 50272 entries
+(`optiml.token_ids`).
 
     >>> vocab = OPTVocabulary()
     >>> vocab.encode("Hello, my dog is cute")
@@ -24,13 +25,8 @@ import tensorflow as tf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from optiml import paths
+from optiml.token_ids import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID, VOCAB_SIZE
 
-BOS_ID = 2
-PAD_ID = 1
-EOS_ID = 2
-UNK_ID = 3
-NUM_SPECIAL = 4
-VOCAB_SIZE = 50272
 FILES = ("encoder.json", "vocab.bpe", "dict.txt")
 
 

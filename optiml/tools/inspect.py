@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
+from optiml import token_ids
 from optiml.bench import catalog, names
 from optiml.pipeline import features
 from optiml.tools.inspection import (
@@ -47,7 +48,6 @@ from optiml.tools.inspection import (
     vocabulary,
 )
 
-SPECIAL = {0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>"}
 DIM, MARK, RESET = "\x1b[2m", "\x1b[1;4m", "\x1b[0m"
 
 
@@ -204,8 +204,8 @@ def print_mixture(s: dict, out: TextIO, top: int = 20, all_missing: bool = False
 
 
 def _piece(vocab, token: int) -> str:
-    if token in SPECIAL:
-        return SPECIAL[token]
+    if token in token_ids.NAMES:
+        return token_ids.NAMES[token]
     return vocab.decode([token]).replace("\n", "\\n")
 
 
@@ -217,7 +217,7 @@ def token_cells(row: dict, prompt_tokens: int = 32) -> tuple[int, list[tuple[str
     loss = f["decoder_loss_weights"]
     first = loss.index(1.0) if 1.0 in loss else len(loss)
     skip = max(first - prompt_tokens, 0) if prompt_tokens else 0
-    cells = [] if skip else [(SPECIAL[f["decoder_input_tokens"][0]], 0.0)]
+    cells = [] if skip else [(token_ids.NAMES[f["decoder_input_tokens"][0]], 0.0)]
     targets = f["decoder_target_tokens"]
     return skip, cells + [(_piece(vocab, targets[i]), loss[i]) for i in range(skip, len(loss))]
 

@@ -15,7 +15,6 @@ uses the OPT vocabulary (seqio, TensorFlow: ~10 s to import).
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,7 @@ import numpy as np
 
 from optiml.bench import catalog, levels, mixing, names
 from optiml.pipeline import features, stream
+from optiml.tf_devices import quiet_tensorflow
 
 PROMPT_SEED = 0  # = optiml.registry.SEED: the prompt renderings (delimiters) training uses
 LEVELS = tuple(f for f in levels.Levels.__dataclass_fields__ if f != "left_out")
@@ -217,7 +217,7 @@ def export_examples(
 # -- examples ----------------------------------------------------------------------------------
 def vocabulary():
     """The shared OPT vocabulary (imports seqio and TensorFlow on first call)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_tensorflow()
     from optiml.pipeline import vocab
 
     return vocab.opt_vocabulary()
