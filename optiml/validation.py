@@ -168,6 +168,24 @@ RULES: dict[str, dict[str, Rule]] = {
 }
 
 
+def number(minimum: float, kind: type = int, strict: bool = False) -> Callable[[str], Any]:
+    """An argparse `type=` that refuses values below `minimum` (or equal, if `strict`), so a
+    command-line tool names the flag and the value and exits 2, e.g. `type=number(1)`."""
+
+    def parse(text: str) -> Any:
+        import argparse
+
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind.__name__}") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if strict else '>='} {minimum}")
+        return value
+
+    return parse
+
+
 # -- types from annotations ---------------------------------------------------------------------
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

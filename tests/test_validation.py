@@ -129,3 +129,26 @@ def test_every_rule_names_a_parameter_that_exists() -> None:
 )
 def test_type_problem(value, annotation, problem) -> None:
     assert validation.type_problem(value, annotation) == problem
+
+
+@pytest.mark.parametrize(
+    "module, args, message",
+    [
+        ("optiml.tools.rates", ["optiml_mix:train", "--batch", "0"], "--batch: 0 must be >= 1"),
+        ("optiml.tools.memory", ["--size=125m", "--mesh=data=1", "--batch=-8"], "-8 must be >= 1"),
+        ("optiml.tools.inspect", ["mixture", "train", "--steps", "x"], "'x' is not int"),
+        ("optiml.pipeline.prepare", ["--tasks=a", "--cache_dir=c", "--num_shards=0"], "be >= 1"),
+        (
+            "optiml.pipeline.prepare",
+            ["--tasks=a", "--cache_dir=c", "--shard_index=2", "--num_shards=2"],
+            "--shard_index 2 must be below --num_shards 2",
+        ),
+    ],
+)
+def test_command_line_tools_refuse_out_of_range_numbers(
+    module: str, args: list[str], message: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(args)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]

@@ -32,6 +32,7 @@ import numpy as np
 import seqio
 
 from optiml.pipeline import cache
+from optiml.validation import number
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--cache_dir", required=True)
     parser.add_argument("--split", default="train")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shard_index", type=int, default=0)
-    parser.add_argument("--num_shards", type=int, default=1)
+    parser.add_argument("--shard_index", type=number(0), default=0)
+    parser.add_argument("--num_shards", type=number(1), default=1)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument(
         "--module",
@@ -161,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> Report:
         help="module(s) to import first to register tasks (default: optiml.registry)",
     )
     args = parser.parse_args(argv)
+    if args.shard_index >= args.num_shards:
+        parser.error(
+            f"--shard_index {args.shard_index} must be below --num_shards {args.num_shards}"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for module in args.module or ["optiml.registry"]:
         importlib.import_module(module)

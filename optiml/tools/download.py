@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from optiml import paths
+from optiml.validation import number
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default=DEFAULT_BASE_URL)
     parser.add_argument("--manifest", type=Path, default=None)
     parser.add_argument("--tasks", nargs="*", default=None, help="task ids (default: all)")
-    parser.add_argument("--retries", type=int, default=3)
+    parser.add_argument("--retries", type=number(0), default=3)
     parser.add_argument(
         "--write-manifest",
         type=Path,

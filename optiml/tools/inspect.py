@@ -47,6 +47,7 @@ from optiml.tools.inspection import (
     task_rows,
     vocabulary,
 )
+from optiml.validation import number
 
 DIM, MARK, RESET = "\x1b[2m", "\x1b[1;4m", "\x1b[0m"
 
@@ -274,22 +275,31 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("categories", help="list the category taxonomy with task counts")
     m = sub.add_parser("mixture", help="effective rates, epochs and absent tasks of a mixture")
     m.add_argument("mixture", help="e.g. train or optiml_mix:train_flan2022")
-    m.add_argument("--steps", type=int, help="training steps (adds drawn examples and epochs)")
-    m.add_argument("--batch", type=int, default=256, help="packed rows per step")
-    m.add_argument("--examples-per-row", type=float, default=1.0, help="mean examples per row")
-    m.add_argument("--top", type=int, default=20, help="tasks shown (0: all)")
+    m.add_argument(
+        "--steps", type=number(1), help="training steps (adds drawn examples and epochs)"
+    )
+    m.add_argument("--batch", type=number(1), default=256, help="packed rows per step")
+    m.add_argument(
+        "--examples-per-row",
+        type=number(0, float, strict=True),
+        default=1.0,
+        help="mean examples per row",
+    )
+    m.add_argument("--top", type=number(0), default=20, help="tasks shown (0: all)")
     m.add_argument("--all-missing", action="store_true", help="list every absent task")
     e = sub.add_parser("examples", help="rendered and tokenized examples with the loss mask")
     e.add_argument("task", help="e.g. niv2:task1557_jfleg_answer_generation[#2shot]")
     e.add_argument("--split", default="train")
-    e.add_argument("-n", type=int, default=2, help="number of examples")
-    e.add_argument("--start", type=int, default=0, help="index of the first example")
-    e.add_argument("--length", type=int, default=features.DEFAULT_LENGTH, help="row length")
-    e.add_argument("--prompt-tokens", type=int, default=32, help="prompt tokens shown (0: all)")
+    e.add_argument("-n", type=number(1), default=2, help="number of examples")
+    e.add_argument("--start", type=number(0), default=0, help="index of the first example")
+    e.add_argument("--length", type=number(1), default=features.DEFAULT_LENGTH, help="row length")
+    e.add_argument(
+        "--prompt-tokens", type=number(0), default=32, help="prompt tokens shown (0: all)"
+    )
     e.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     x = sub.add_parser("export", help="write the first N training-stream examples as JSON lines")
     x.add_argument("mixture")
-    x.add_argument("-n", type=int, default=100, help="number of examples")
+    x.add_argument("-n", type=number(1), default=100, help="number of examples")
     x.add_argument("-o", "--output", default="-", help="JSON lines file ('-': stdout)")
     x.add_argument("--seed", type=int, default=0, help="the training stream's seed")
     x.add_argument("--tokens", action="store_true", help="add prompt_ids and target_ids")

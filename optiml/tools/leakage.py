@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optiml.bench import catalog, levels
+from optiml.validation import number
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="report TSV to write")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD)
-    parser.add_argument("--n", type=int, default=NGRAM, help="n-gram length in words")
+    parser.add_argument("--threshold", type=number(0, float), default=THRESHOLD)
+    parser.add_argument("--n", type=number(1), default=NGRAM, help="n-gram length in words")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("optiml.bench.sources").setLevel(logging.WARNING)

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 
 from optiml.models.opt import POSITION_OFFSET, SIZES, OPTConfig, named_config
 from optiml.partitioning import MESH_AXES, RULES
+from optiml.validation import number
 
 Axes = tuple[str | None, ...]
 GIB = 1024**3
@@ -334,10 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--size", required=True, choices=sorted(SIZES), help="OPT size, e.g. 30b")
     parser.add_argument("--mesh", required=True, help="e.g. data=1,fsdp=16,model=8")
-    parser.add_argument("--batch", type=int, required=True, help="global batch (sequences)")
-    parser.add_argument("--length", type=int, default=2048, help="tokens per sequence")
+    parser.add_argument("--batch", type=number(1), required=True, help="global batch (sequences)")
+    parser.add_argument("--length", type=number(1), default=2048, help="tokens per sequence")
     parser.add_argument(
-        "--microbatches", type=int, default=1, help="gradient accumulation steps per batch"
+        "--microbatches", type=number(1), default=1, help="gradient accumulation steps per batch"
     )
     parser.add_argument(
         "--rules", default="standard,fsdp", help="comma-separated rule sets (standard, fsdp)"

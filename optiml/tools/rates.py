@@ -15,6 +15,7 @@ import sys
 from typing import TextIO
 
 from optiml.bench import mixing, names
+from optiml.validation import number
 
 
 def report(
@@ -62,12 +63,15 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optiml.tools.rates", description=__doc__)
     parser.add_argument("mixture", help="e.g. optiml_mix:train (the prefix may be left out)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps")
-    parser.add_argument("--batch", type=int, default=256, help="packed rows per step")
+    parser.add_argument("--steps", type=number(1), default=None, help="training steps")
+    parser.add_argument("--batch", type=number(1), default=256, help="packed rows per step")
     parser.add_argument(
-        "--examples-per-row", type=float, default=1.0, help="average examples per packed row"
+        "--examples-per-row",
+        type=number(0, float, strict=True),
+        default=1.0,
+        help="average examples per packed row",
     )
-    parser.add_argument("--top", type=int, default=None, help="print only the top N tasks")
+    parser.add_argument("--top", type=number(1), default=None, help="print only the top N tasks")
     args = parser.parse_args(argv)
     mixture = args.mixture if ":" in args.mixture else names.mixture_name(args.mixture)
     if mixture not in mixing.MIXTURES:
