@@ -22,24 +22,23 @@ from pathlib import Path
 import numpy as np
 import seqio
 import tensorflow as tf
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from optiml import paths
-from optiml.token_ids import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID, VOCAB_SIZE
+from optiml.models.tokenizer import OPTTokenizer
+from optiml.token_ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB_SIZE
 
 FILES = ("encoder.json", "vocab.bpe", "dict.txt")
 
 
 class OPTVocabulary(seqio.Vocabulary):
-    """GPT-2 byte-level BPE (`tokenizers`) remapped to OPT ids through fairseq's dict.txt."""
+    """GPT-2 byte-level BPE remapped to OPT ids through fairseq's dict.txt: seqio's face of the
+    TF-free `optiml.models.tokenizer.OPTTokenizer` (fillers `madeupwordNNNN` decode as text)."""
 
     def __init__(self, directory: str | Path | None = None):
         super().__init__(extra_ids=0)
         self._directory = None if directory is None else str(directory)
         self._lock = threading.Lock()
-        self._tokenizer: Tokenizer | None = None
-        self._gpt2_to_opt: np.ndarray | None = None
-        self._opt_to_gpt2: np.ndarray | None = None
+        self._tokenizer: OPTTokenizer | None = None
 
     # -- loading ---------------------------------------------------------------------------
     @property
@@ -49,32 +48,15 @@ class OPTVocabulary(seqio.Vocabulary):
             return paths.data_dir() / "gpt2_bpe"
         return Path(self._directory).expanduser().resolve()
 
-    def _load(self) -> Tokenizer:
+    def _load(self) -> OPTTokenizer:
         with self._lock:
-            if self._tokenizer is not None:
-                return self._tokenizer
-            folder = self.directory
-            missing = [f for f in FILES if not (folder / f).is_file()]
-            if missing:
-                raise FileNotFoundError(f"OPT vocabulary: {folder} lacks {', '.join(missing)}")
-            bpe = models.BPE.from_file(str(folder / "encoder.json"), str(folder / "vocab.bpe"))
-            tokenizer = Tokenizer(bpe)
-            tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-            tokenizer.decoder = decoders.ByteLevel()
-            gpt2_size = tokenizer.get_vocab_size()
-            gpt2_to_opt = np.full(gpt2_size, UNK_ID, np.int32)
-            opt_to_gpt2 = np.full(VOCAB_SIZE, -1, np.int64)
-            lines = (folder / "dict.txt").read_text(encoding="utf-8").splitlines()
-            for index, line in enumerate(lines[: VOCAB_SIZE - NUM_SPECIAL]):
-                symbol = line.split(" ", 1)[0]
-                if symbol.isdigit():  # the rest are fairseq's `madeupwordNNNN` fillers
-                    gpt2_to_opt[int(symbol)] = NUM_SPECIAL + index
-                    opt_to_gpt2[NUM_SPECIAL + index] = int(symbol)
-            if (gpt2_to_opt == UNK_ID).any():
-                raise ValueError(f"OPT vocabulary: {folder}/dict.txt does not cover GPT-2's ids")
-            self._gpt2_to_opt, self._opt_to_gpt2 = gpt2_to_opt, opt_to_gpt2
-            self._tokenizer = tokenizer
-            return tokenizer
+            if self._tokenizer is None:
+                folder = self.directory
+                missing = [f for f in FILES if not (folder / f).is_file()]
+                if missing:
+                    raise FileNotFoundError(f"OPT vocabulary: {folder} lacks {', '.join(missing)}")
+                self._tokenizer = OPTTokenizer.from_folder(folder)
+            return self._tokenizer
 
     # -- seqio.Vocabulary ------------------------------------------------------------------
     @property
@@ -98,22 +80,15 @@ class OPTVocabulary(seqio.Vocabulary):
         return VOCAB_SIZE
 
     def _encode(self, s: str) -> list[int]:
-        tokenizer = self._load()
-        return self._gpt2_to_opt[tokenizer.encode(s).ids].tolist()
+        return self._load().encode(s)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Encode many strings at once (Rust-parallel); same ids as `encode` on each."""
-        tokenizer = self._load()
-        table = self._gpt2_to_opt
-        return [table[e.ids].tolist() for e in tokenizer.encode_batch(texts)]
+        return self._load().encode_batch(texts)
 
     def _decode(self, ids) -> str:
-        """OPT ids -> text; specials (0-3) and fillers are dropped."""
-        tokenizer = self._load()
-        ids = np.asarray(ids, np.int64).reshape(-1)
-        ids = ids[(ids >= 0) & (ids < VOCAB_SIZE)]
-        gpt2 = self._opt_to_gpt2[ids]
-        return tokenizer.decode(gpt2[gpt2 >= 0].tolist(), skip_special_tokens=False)
+        """OPT ids -> text; specials (0-3) and ids outside the vocabulary are dropped."""
+        return self._load().decode(np.asarray(ids, np.int64).reshape(-1).tolist())
 
     def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
         def encode(text: np.ndarray | bytes) -> np.ndarray:  # bytes in graph mode
