@@ -134,6 +134,8 @@ def restore_params(
         step = ocp.CheckpointManager(directory).latest_step() if directory.is_dir() else None
     if step is None:
         raise FileNotFoundError(f"no training checkpoint in {directory}")
+    if not (directory / str(step) / "state").is_dir():
+        raise FileNotFoundError(f"no checkpoint of step {step} in {directory}")
     target = {"params": abstract_params}
     restored = ocp.PyTreeCheckpointer().restore(
         directory / str(step) / "state",

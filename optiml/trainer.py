@@ -15,9 +15,11 @@ global batch) with `get_state()` / `set_state(state)`: `optiml.synthetic.Synthet
 imports neither TensorFlow nor seqio; clu's TensorBoard writer does, at run time
 (`tensorboard=False` avoids it).
 
-Outputs in `run_dir`: `checkpoints/`, TensorBoard event files (loss, cross_entropy, accuracy,
-grad_norm, learning_rate, tokens_per_second, mfu, eval/...) and the same scalars as JSON lines in
-`metrics.jsonl` (one `{"step": 10, "loss": ...}` per write; a resumed run appends).
+Outputs in `run_dir`: `optiml_config.json` (the model's OPTConfig, so that the run is a checkpoint
+`optiml.lm.load` and `convert optiml-to-hf` read), `checkpoints/`, TensorBoard event files (loss,
+cross_entropy, accuracy, grad_norm, learning_rate, tokens_per_second, mfu, eval/...) and the same
+scalars as JSON lines in `metrics.jsonl` (one `{"step": 10, "loss": ...}` per write; a resumed
+run appends).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from optiml import checkpointing, flops, partitioning, train_step, validation
-from optiml.models import opt
+from optiml.models import convert, opt
 from optiml.optimizer import OptimizerConfig, make_optimizer, schedule
 from optiml.tf_devices import hide_gpus_from_tensorflow
 
@@ -100,6 +102,8 @@ def train(
 
     shard_id, num_shards = partitioner.input_shard(batch_size)
     stream = train_data(batch_size=batch_size, process_index=shard_id, process_count=num_shards)
+    if jax.process_index() == 0:  # makes the run a checkpoint that optiml.lm / convert can read
+        convert.save_config(run_path, model_config)
     checkpointer = checkpointing.Checkpointer(
         run_path / "checkpoints",
         save_every=checkpoint_every,

@@ -120,3 +120,5 @@ def test_params_of_a_training_checkpoint(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(FileNotFoundError, match="no training checkpoint"):
         checkpointing.restore_params(tmp_path / "nothing", abstract)
+    with pytest.raises(FileNotFoundError, match="step 8"):
+        checkpointing.restore_params(tmp_path / "checkpoints", abstract, step=8)

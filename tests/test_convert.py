@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import transformers
 from opt_testing import CONFIGS, hf_model, params_of
 from safetensors.torch import load_file
 
-from optiml.models import convert
+from optiml.models import convert, hf
 
 
 def _assert_trees_equal(a: dict, b: dict) -> None:
@@ -54,7 +55,7 @@ def test_hf_to_optiml_to_hf_is_bit_identical(tmp_path, name, scan):
     for k, a in model.state_dict().items():
         assert torch.equal(a, theirs[k]), k
     params, loaded_config = convert.load_params(tmp_path / "optiml")
-    assert loaded_config == config.replace(scan_layers=scan, dropout=0.0, dtype="bfloat16")
+    assert loaded_config == config.replace(scan_layers=scan, dropout=0.0, dtype="float32")
     if not scan:
         _assert_trees_equal(params, params_of(model, config))
 
@@ -95,7 +96,7 @@ def test_hf_layouts_read_the_same_params(tmp_path, layout):
             state = {k.removeprefix("model."): v for k, v in state.items() if "lm_head" not in k}
         shards = 3 if layout == "sharded_bin" else 1
         _save_bin(state, folder, shards, legacy=layout == "legacy_bin")
-    reader = convert.HFReader(folder)
+    reader = hf.HFReader(folder)
     assert reader.config(dropout=0.0, dtype="float32") == config
     _assert_trees_equal(convert.hf_to_params(reader.get, config), params_of(model, config))
 
@@ -151,8 +152,8 @@ def test_metaseq_consolidated_with_cfg(tmp_path, name):
     torch.save({"model": _metaseq_state(model), "cfg": cfg}, tmp_path / "consolidated.pt")
     convert.main(["metaseq-to-optiml", str(tmp_path / "consolidated.pt"), str(tmp_path / "out")])
     params, loaded = convert.load_params(tmp_path / "out")
-    # metaseq files carry no dropout and compute dtype: the defaults
-    assert loaded == config.replace(dropout=0.1, dtype="bfloat16")
+    # this cfg carries no dropout: OPT's 0.1; imports compute in float32
+    assert loaded == config.replace(dropout=0.1, dtype="float32")
     _assert_trees_equal(params, params_of(model, config))
 
 
@@ -175,7 +176,7 @@ def test_export_bfloat16_sharded_loads_in_transformers(tmp_path):
     config = CONFIGS["pre_ln"]
     model = hf_model(config, seed=9)
     params = params_of(model, config)
-    convert.write_hf(params, config, tmp_path / "bf16", dtype="bfloat16", max_shard_bytes=8000)
+    hf.write_hf(params, config, tmp_path / "bf16", dtype="bfloat16", max_shard_bytes=8000)
     assert (tmp_path / "bf16" / "model.safetensors.index.json").is_file()
     reloaded = transformers.OPTForCausalLM.from_pretrained(tmp_path / "bf16")
     theirs = reloaded.state_dict()
@@ -185,14 +186,14 @@ def test_export_bfloat16_sharded_loads_in_transformers(tmp_path):
 
 def test_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
-        convert.HFReader(tmp_path)
+        hf.HFReader(tmp_path)
     config = CONFIGS["pre_ln"]
     model = hf_model(config)
     model.save_pretrained(tmp_path / "hf")
-    reader = convert.HFReader(tmp_path / "hf")
+    reader = hf.HFReader(tmp_path / "hf")
     with pytest.raises(ValueError, match="embed_tokens.weight has shape"):
         convert.hf_to_params(reader.get, config.replace(vocab_size=100))
-    with pytest.raises(ValueError, match="activation_function"):
+    with pytest.raises(ValueError, match="activation_function='gelu' is not supported"):
         convert.config_from_hf({**convert.hf_config_dict(config), "activation_function": "gelu"})
     with pytest.raises(FileNotFoundError, match="optiml_config.json"):
         convert.load_params(tmp_path / "hf")
@@ -202,7 +203,55 @@ def test_conversion_modules_do_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, optiml.models.convert, optiml.models.decoding; " \
+    code = "import sys, optiml.models.convert, optiml.models.decoding, optiml.models.formats; " \
         "print('tensorflow' in sys.modules or 'seqio' in sys.modules)"  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("cfg", "want"),
+    [
+        ({"dropout": 0.0, "attention_dropout": 0.05, "activation_fn": "relu"}, (0.0, 0.05)),
+        ({"dropout": 0.2}, (0.2, 0.0)),  # attention dropout absent: OPT's 0.0
+    ],
+)
+def test_metaseq_import_keeps_the_checkpoint_cfg(tmp_path, cfg, want):
+    config = CONFIGS["pre_ln"]
+    model = hf_model(config, seed=10)
+    cfg = {"model": {"decoder_attention_heads": config.num_heads, **cfg}}
+    torch.save({"model": _metaseq_state(model), "cfg": cfg}, tmp_path / "checkpoint.pt")
+    convert.main(["metaseq-to-optiml", str(tmp_path / "checkpoint.pt"), str(tmp_path / "out")])
+    loaded = convert.load_config(tmp_path / "out")
+    assert (loaded.dropout, loaded.attention_dropout) == want
+    convert.main(["optiml-to-hf", str(tmp_path / "out"), str(tmp_path / "hf")])
+    exported = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert (exported["dropout"], exported["attention_dropout"]) == want
+    assert exported["activation_function"] == "relu"
+
+
+def test_metaseq_refuses_another_activation(tmp_path):
+    config = CONFIGS["pre_ln"]
+    cfg = {"model": {"decoder_attention_heads": 4, "activation_fn": "gelu"}}
+    torch.save({"model": _metaseq_state(hf_model(config)), "cfg": cfg}, tmp_path / "gelu.pt")
+    with pytest.raises(ValueError, match=r"gelu.pt: activation_fn='gelu' is not supported"):
+        convert.main(["metaseq-to-optiml", str(tmp_path / "gelu.pt"), str(tmp_path / "out")])
+
+
+def test_export_writes_current_keys_and_generation_config(tmp_path, caplog):
+    config = CONFIGS["pre_ln"]
+    hf.write_hf(params_of(hf_model(config), config), config, tmp_path, dtype="bfloat16")
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["dtype"] == "bfloat16" and "torch_dtype" not in written
+    generation = json.loads((tmp_path / "generation_config.json").read_text())
+    assert generation == {"bos_token_id": 2, "eos_token_id": 2, "pad_token_id": 1}
+    transformers.logging.enable_propagation()
+    transformers.logging.set_verbosity_warning()
+    with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as python_warnings:
+        warnings.simplefilter("always")
+        model = transformers.OPTForCausalLM.from_pretrained(tmp_path)
+        loaded = transformers.GenerationConfig.from_pretrained(tmp_path)
+    assert [r.getMessage() for r in caplog.records if r.levelname != "INFO"] == []
+    assert [str(w.message) for w in python_warnings] == []
+    assert (loaded.bos_token_id, loaded.eos_token_id, loaded.pad_token_id) == (2, 2, 1)
+    assert model.generation_config.eos_token_id == 2

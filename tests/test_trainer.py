@@ -127,6 +127,7 @@ def test_starts_from_imported_params_and_fails_when_data_runs_out(tmp_path):
         init_params=str(tmp_path / "opt"),
         steps=3,
     )
+    assert convert.load_config(tmp_path / "run") == tiny_config(dropout=0.0)  # the run's model
     from optiml.models.opt import OPTDecoder
     from optiml.train_step import loss_sums, summarize
 

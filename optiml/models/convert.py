@@ -1,15 +1,20 @@
 """OPT checkpoints in and out: Hugging Face <-> optiml <-> metaseq, tensor by tensor.
 
-    python -m optiml.models.convert hf-to-optiml HF_DIR OUT_DIR [--scan_layers] [--dtype float32]
+    python -m optiml.models.convert hf-to-optiml HF_DIR OUT_DIR [--scan_layers] \
+        [--compute_dtype float32|bfloat16] [--param_dtype float32]
     python -m optiml.models.convert metaseq-to-optiml CKPT OUT_DIR [--size 30b | --num_heads N]
-    python -m optiml.models.convert optiml-to-hf OPTIML_DIR HF_DIR [--dtype float16]
+    python -m optiml.models.convert optiml-to-hf OPTIML_DIR_OR_TRAIN_RUN HF_DIR [--step N] \
+        [--dtype float16]
 
-HF folders: config.json + model.safetensors or pytorch_model.bin, or their sharded
-`*.index.json` form. metaseq: a consolidated `.pt` or `reshard-model_part-{i}.pt` parts (see
-metaseq.py). optiml checkpoints: a folder with `optiml_config.json` (the OPTConfig fields) and
-`params/`, an Orbax PyTree checkpoint (ocp.StandardCheckpointer) of the unboxed param dict;
-`load_params` restores it, onto given shardings if asked. Source tensors are memory-mapped and
-converted one at a time, so only the converted model (plus one tensor) is ever in memory.
+HF folders (hf.py): config.json + model.safetensors or pytorch_model.bin, or their sharded
+`*.index.json` form. metaseq (metaseq.py): a consolidated `.pt` or `reshard-model_part-{i}.pt`
+parts; its saved cfg gives heads, dropout, attention dropout and the activation. optiml
+checkpoints: a folder with `optiml_config.json` (the OPTConfig fields) and `params/`, an Orbax
+PyTree checkpoint (ocp.StandardCheckpointer) of the unboxed param dict; `load_params` restores it,
+onto given shardings if asked. A training run (formats.py) exports directly. Imports write the
+compute dtype float32 into optiml_config.json unless `--compute_dtype` says otherwise, and keep
+the HF folder's tokenizer files. Source tensors are memory-mapped and converted one at a time, so
+only the converted model (plus one tensor) is ever in memory.
 
 Names: HF `model.decoder.layers.3.self_attn.q_proj.weight` [out=H, in=H] <-> optiml
 `layers_3/self_attn/q_proj/kernel` [H, heads, head_dim] (or `layers/...` [num_layers, ...] with
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from optiml.models import opt
+from optiml.models.tokenizer import OPTTokenizer
+
+CONFIG_FILE = "optiml_config.json"
 
 
 @dataclass(frozen=True)
@@ -130,8 +139,9 @@ def params_to_hf(params: dict, config: opt.OPTConfig) -> Iterator[tuple[str, np.
 # ---- configs ---------------------------------------------------------------------------------
 
 
-def hf_config_dict(config: opt.OPTConfig, torch_dtype: str = "float32") -> dict:
-    """The config.json that transformers' OPTForCausalLM reads for `config`."""
+def hf_config_dict(config: opt.OPTConfig, dtype: str = "float32") -> dict:
+    """The config.json that transformers' OPTForCausalLM reads for `config` (current keys:
+    `dtype`, not the deprecated `torch_dtype`)."""
     return {
         "architectures": ["OPTForCausalLM"],
         "model_type": "opt",
@@ -152,19 +162,38 @@ def hf_config_dict(config: opt.OPTConfig, torch_dtype: str = "float32") -> dict:
         "init_std": opt.INIT_STD,
         "enable_bias": True,
         "layer_norm_elementwise_affine": True,
-        "pad_token_id": config.pad_id,
-        "bos_token_id": config.bos_id,
-        "eos_token_id": config.eos_id,
         "tie_word_embeddings": True,
         "use_cache": True,
-        "torch_dtype": torch_dtype,
+        "dtype": dtype,
+        **special_token_ids(config),
     }
+
+
+def special_token_ids(config: opt.OPTConfig) -> dict:
+    """OPT's {"bos_token_id": 2, "eos_token_id": 2, "pad_token_id": 1}: config.json and
+    generation_config.json both carry them."""
+    return {"bos_token_id": config.bos_id, "eos_token_id": config.eos_id,
+            "pad_token_id": config.pad_id}  # fmt: skip
+
+
+def check_activation(
+    activation: str, activation_dropout: float, source: str | Path, key: str = "activation_function"
+) -> None:
+    """optiml's OPT computes ReLU with no dropout after it: refuse another activation (it would
+    change every output); a non-zero activation dropout only matters for training: say so."""
+    if activation != "relu":
+        raise ValueError(f"{source}: {key}={activation!r} is not supported (OPT uses 'relu')")
+    if activation_dropout:
+        logging.warning(
+            "%s: activation_dropout=%s is not modelled (optiml's OPT has no dropout after the "
+            "ReLU); inference is unaffected, fine-tuning runs without it", source,
+            activation_dropout,
+        )  # fmt: skip
 
 
 def config_from_hf(hf: dict, source: str = "config.json", **overrides) -> opt.OPTConfig:
     """OPTConfig from an HF OPT config dict (e.g. facebook/opt-1.3b's config.json)."""
     unsupported = {
-        "activation_function": ("relu", hf.get("activation_function", "relu")),
         "enable_bias": (True, hf.get("enable_bias", True)),
         "layer_norm_elementwise_affine": (True, hf.get("layer_norm_elementwise_affine", True)),
         "_remove_final_layer_norm": (False, hf.get("_remove_final_layer_norm", False)),
@@ -172,6 +201,9 @@ def config_from_hf(hf: dict, source: str = "config.json", **overrides) -> opt.OP
     for key, (want, got) in unsupported.items():
         if got != want:
             raise ValueError(f"{source}: {key}={got!r} is not supported (optiml needs {want!r})")
+    check_activation(
+        hf.get("activation_function", "relu"), hf.get("activation_dropout", 0.0), source
+    )
     if hf.get("model_type", "opt") != "opt":
         raise ValueError(f"{source}: model_type {hf.get('model_type')!r} is not 'opt'")
     hidden = hf["hidden_size"]
@@ -194,115 +226,15 @@ def config_from_hf(hf: dict, source: str = "config.json", **overrides) -> opt.OP
     return opt.OPTConfig(**{**fields, **overrides})
 
 
-# ---- Hugging Face folders --------------------------------------------------------------------
+# ---- optiml checkpoints ----------------------------------------------------------------------
 
 
-class HFReader:
-    """`reader.get("model.decoder.layers.0.fc1.weight")` -> numpy, from any HF OPT folder layout
-    (also OPTModel checkpoints whose keys lack the "model." prefix)."""
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        if not (self.folder / "config.json").is_file():
-            raise FileNotFoundError(f"{self.folder}: no config.json (not an HF model folder)")
-        self.hf_config = json.loads((self.folder / "config.json").read_text())
-        self._handles: dict = {}
-        weight_map = None
-        for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-            if (self.folder / index).is_file():
-                weight_map = json.loads((self.folder / index).read_text())["weight_map"]
-                break
-        if weight_map is None:
-            for single in ("model.safetensors", "pytorch_model.bin"):
-                if (self.folder / single).is_file():
-                    weight_map = {name: single for name in self._open(single).keys()}
-                    break
-        if weight_map is None:
-            raise FileNotFoundError(
-                f"{self.folder}: no model.safetensors, pytorch_model.bin or *.index.json"
-            )
-        self.weight_map = weight_map
-
-    def _open(self, file: str):
-        if file not in self._handles:
-            path = self.folder / file
-            if file.endswith(".safetensors"):
-                from safetensors import safe_open
-
-                handle = safe_open(str(path), framework="pt")
-            else:
-                from optiml.models.metaseq import torch_load
-
-                handle = torch_load(path, lenient=False)
-            self._handles[file] = handle
-        return self._handles[file]
-
-    def get(self, name: str) -> np.ndarray:
-        from optiml.models.metaseq import to_numpy
-
-        key = name if name in self.weight_map else name.removeprefix("model.")
-        if key not in self.weight_map:
-            raise KeyError(f"{self.folder}: the checkpoint has no tensor {name}")
-        handle = self._open(self.weight_map[key])
-        tensor = handle.get_tensor(key) if hasattr(handle, "get_tensor") else handle[key]
-        return to_numpy(tensor)
-
-    def config(self, **overrides) -> opt.OPTConfig:
-        return config_from_hf(self.hf_config, str(self.folder / "config.json"), **overrides)
-
-
-def write_hf(
-    params: dict,
-    config: opt.OPTConfig,
-    folder: str | Path,
-    dtype: str = "float32",
-    max_shard_bytes: int = 5 * 2**30,
-) -> Path:
-    """Writes config.json + model.safetensors (or model-0000i-of-0000n.safetensors + index)
-    that `OPTForCausalLM.from_pretrained(folder)` loads; tensors cast to `dtype`."""
-    import torch
-    from safetensors.torch import save_file
-
+def save_config(folder: str | Path, config: opt.OPTConfig) -> Path:
+    """folder/optiml_config.json: the OPTConfig fields (architecture, dtypes, dropout)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    torch_dtype = getattr(torch, dtype)
-    shards: list[dict] = [{}]
-    sizes = [0]
-    for name, value in params_to_hf(params, config):
-        tensor = torch.from_numpy(np.ascontiguousarray(value, np.float32)).to(torch_dtype)
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and sizes[-1] + nbytes > max_shard_bytes:
-            _save_shard(shards, folder, save_file)
-            shards.append({})
-            sizes.append(0)
-        shards[-1][name] = tensor
-        sizes[-1] += nbytes
-    names = _save_shard(shards, folder, save_file, last=True)
-    if len(names) > 1:
-        weight_map = {}
-        for i, file_names in enumerate(names):
-            final = f"model-{i + 1:05d}-of-{len(names):05d}.safetensors"
-            (folder / f"shard-{i}.tmp").rename(folder / final)
-            weight_map.update({n: final for n in file_names})
-        index = {"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}
-        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    else:
-        (folder / "shard-0.tmp").rename(folder / "model.safetensors")
-    hf = hf_config_dict(config, torch_dtype=dtype)
-    (folder / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
-    return folder
-
-
-def _save_shard(shards: list[dict], folder: Path, save_file, last: bool = False):
-    """Saves the newest shard to shard-{i}.tmp and frees it; returns every shard's names."""
-    i = len(shards) - 1
-    save_file(shards[i], str(folder / f"shard-{i}.tmp"), metadata={"format": "pt"})
-    names = [list(s) for s in shards]
-    shards[i] = dict.fromkeys(shards[i])  # keep the names, drop the tensors
-    return names if last else None
-
-
-# ---- optiml checkpoints ----------------------------------------------------------------------
+    (folder / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    return folder / CONFIG_FILE
 
 
 def save_params(folder: str | Path, params: dict, config: opt.OPTConfig) -> Path:
@@ -311,10 +243,7 @@ def save_params(folder: str | Path, params: dict, config: opt.OPTConfig) -> Path
     import orbax.checkpoint as ocp
 
     folder = Path(folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "optiml_config.json").write_text(
-        json.dumps(dataclasses.asdict(config), indent=2) + "\n"
-    )
+    save_config(folder, config)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(folder / "params", params, force=True)
     checkpointer.wait_until_finished()
@@ -322,7 +251,7 @@ def save_params(folder: str | Path, params: dict, config: opt.OPTConfig) -> Path
 
 
 def load_config(folder: str | Path) -> opt.OPTConfig:
-    path = Path(folder) / "optiml_config.json"
+    path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing: {folder} is not an optiml checkpoint")
     return opt.OPTConfig(**json.loads(path.read_text()))
@@ -342,7 +271,17 @@ def load_params(folder: str | Path, target=None) -> tuple[dict, opt.OPTConfig]:
 # ---- command line ----------------------------------------------------------------------------
 
 
+DTYPES = ["float32", "bfloat16", "float16"]
+COMPUTE_DTYPE_HELP = (
+    "compute dtype written into optiml_config.json (default float32: logits as transformers "
+    "computes them; bfloat16 differs by up to ~5e-3 and can change a greedy decode, but halves "
+    "activation memory; optiml.lm.load(..., dtype=...) overrides it at load time)"
+)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from optiml.models import formats, hf
+
     parser = argparse.ArgumentParser(
         prog="python -m optiml.models.convert", description="Convert OPT checkpoints."
     )
@@ -351,29 +290,44 @@ def main(argv: list[str] | None = None) -> None:
         ("hf-to-optiml", "an HF OPT folder (config.json + weights)"),
         ("metaseq-to-optiml", "a metaseq .pt, a *model_part-0.pt, or a folder of them"),
     ):
-        p = sub.add_parser(name)
+        p = sub.add_parser(name, help=f"{source_help} -> an optiml checkpoint folder")
         p.add_argument("source", help=source_help)
         p.add_argument("output", help="the optiml checkpoint folder to write")
         p.add_argument("--scan_layers", action="store_true", help="stack layers (nn.scan)")
-        p.add_argument("--dtype", default="float32", help="param dtype on disk")
+        p.add_argument("--param_dtype", default="float32", help="param dtype on disk")
+        p.add_argument("--compute_dtype", default=formats.IMPORTED_COMPUTE_DTYPE,
+                       choices=DTYPES, help=COMPUTE_DTYPE_HELP)  # fmt: skip
     p = sub.choices["metaseq-to-optiml"]
     p.add_argument("--size", choices=list(opt.SIZES), help="published size (checks shapes)")
     p.add_argument("--num_heads", type=int, help="needed if neither cfg nor size gives it")
-    p = sub.add_parser("optiml-to-hf")
-    p.add_argument("source", help="an optiml checkpoint folder")
+    p = sub.add_parser("optiml-to-hf", help="an optiml checkpoint or training run -> HF folder")
+    p.add_argument("source", help="an optiml checkpoint folder, or a training run directory "
+                   "(its checkpoints/ or one checkpoints/<step>)")  # fmt: skip
     p.add_argument("output", help="the HF folder to write")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--step", type=int, help="training run: this step (default: the newest)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="tensor dtype on disk")
     p.add_argument("--max_shard_gb", type=float, default=5.0)
     args = parser.parse_args(argv)
 
     if args.command == "optiml-to-hf":
-        params, config = load_params(args.source)
-        write_hf(params, config, args.output, args.dtype, int(args.max_shard_gb * 2**30))
-        print(f"wrote {args.output} ({config.num_layers} layers, {args.dtype})")
+        try:
+            kind = formats.detect(args.source)
+        except (FileNotFoundError, ValueError) as e:
+            parser.error(str(e))
+        if kind not in ("optiml", "train"):
+            parser.error(f"{args.source} is a {kind} checkpoint, not optiml or a training run")
+        params, config = formats.read(args.source, step=args.step)
+        tokenizer = formats.tokenizer_for(args.source, required=False)
+        max_bytes = int(args.max_shard_gb * 2**30)
+        hf.write_hf(params, config, args.output, args.dtype, max_bytes, tokenizer=tokenizer)
+        note = "with" if tokenizer else "without (set $OPTIML_DATA_DIR for)"
+        print(f"wrote {args.output} ({config.num_layers} layers, {args.dtype}, {note} tokenizer)")
         return
-    overrides = dict(scan_layers=args.scan_layers, param_dtype=args.dtype)
+    overrides = dict(
+        scan_layers=args.scan_layers, param_dtype=args.param_dtype, dtype=args.compute_dtype
+    )
     if args.command == "hf-to-optiml":
-        reader = HFReader(args.source)
+        reader = hf.HFReader(args.source)
         config = reader.config(**overrides)
     else:
         from optiml.models.metaseq import MetaseqReader
@@ -381,12 +335,12 @@ def main(argv: list[str] | None = None) -> None:
         reader = MetaseqReader(args.source)
         if args.num_heads:
             overrides["num_heads"] = args.num_heads
-        if args.size:
-            config = opt.named_config(args.size, **overrides)
-        else:
-            config = reader.config(**overrides)
+        size = opt.SIZES[args.size] if args.size else {}
+        config = reader.config(**{**size, **overrides})
     params = hf_to_params(reader.get, config)
     save_params(args.output, params, config)
+    if args.command == "hf-to-optiml" and OPTTokenizer.has_files(args.source):
+        OPTTokenizer.from_folder(args.source).save_hf(args.output)  # keeps the folder whole
     print(f"wrote {args.output}: {sum(x.size for x in _leaves(params)):,} params, {config}")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optiml.models import opt
+from optiml.models import convert, opt
 
 RENAMES = {
     "decoder.project_in_dim.weight": "decoder.project_in.weight",
@@ -108,7 +108,13 @@ def part_files(source: str | Path) -> list[Path]:
     return files
 
 
-def _heads_from(checkpoint: dict) -> int | None:
+_CFG_KEYS = ("decoder_attention_heads", "dropout", "attention_dropout", "activation_fn")
+
+
+def _model_cfg(checkpoint: dict) -> dict:
+    """The model's hyper-parameters saved with the checkpoint: `cfg["model"]` (metaseq's
+    omegaconf) or `args` (older fairseq Namespace), e.g. {"decoder_attention_heads": 32,
+    "dropout": 0.1, "attention_dropout": 0.0, "activation_fn": "relu", ...}; {} if absent."""
     for holder in (checkpoint.get("cfg", {}) or {}, checkpoint):
         for key in ("model", "args"):
             node = holder.get(key) if isinstance(holder, dict) else None
@@ -116,9 +122,9 @@ def _heads_from(checkpoint: dict) -> int | None:
                 node = node.state
             elif node is not None and not isinstance(node, dict):
                 node = vars(node)
-            if isinstance(node, dict) and node.get("decoder_attention_heads"):
-                return int(node["decoder_attention_heads"])
-    return None
+            if isinstance(node, dict) and any(k in node for k in _CFG_KEYS):
+                return node
+    return {}
 
 
 class MetaseqReader:
@@ -127,7 +133,7 @@ class MetaseqReader:
     def __init__(self, source: str | Path):
         self.files = part_files(source)
         checkpoints = [torch_load(f) for f in self.files]
-        self.heads = _heads_from(checkpoints[0])
+        self.model_cfg = _model_cfg(checkpoints[0])
         self.parts = [c.get("model", c) for c in checkpoints]
         first = self.parts[0]
         if any(k.startswith("flat_param") or "flat_param_" in k for k in first):
@@ -181,15 +187,24 @@ class MetaseqReader:
         return to_numpy(value)
 
     def config(self, **overrides) -> opt.OPTConfig:
-        """The OPTConfig these tensors describe; heads come from the checkpoint's cfg, from the
-        published OPT size with this hidden size, or from `overrides["num_heads"]`."""
+        """The OPTConfig these tensors describe. Heads come from the checkpoint's cfg, from the
+        published OPT size with this hidden size, or from `overrides["num_heads"]`; dropout and
+        attention dropout from the cfg (else OPT's 0.1 / 0.0); an activation other than ReLU is
+        refused (optiml's OPT computes ReLU)."""
         vocab, word_dim = self._shape("model.decoder.embed_tokens.weight", split_dim=0)
         positions, hidden = self._shape("model.decoder.embed_positions.weight")
         ffn = self._shape("model.decoder.layers.0.fc1.weight", split_dim=0)[0]
         layers = 1 + max(int(m.group(1)) for m in map(re.compile(r"layers\.(\d+)\.").search,
                                                         self.names) if m)  # fmt: skip
-        heads = self.heads or next(
+        cfg = self.model_cfg
+        heads = cfg.get("decoder_attention_heads") or next(
             (s["num_heads"] for s in opt.SIZES.values() if s["hidden_size"] == hidden), None
+        )
+        convert.check_activation(
+            cfg.get("activation_fn", "relu"),
+            cfg.get("activation_dropout", 0.0),
+            self.files[0],
+            key="activation_fn",
         )
         fields = dict(
             vocab_size=vocab,
@@ -201,13 +216,16 @@ class MetaseqReader:
             word_embed_proj_dim=None if word_dim == hidden else word_dim,
             do_layer_norm_before="model.decoder.final_layer_norm.weight" in self.names,
         )
+        for key in ("dropout", "attention_dropout"):
+            if cfg.get(key) is not None:
+                fields[key] = float(cfg[key])
         fields.update(overrides)
         if not fields["num_heads"]:
             raise ValueError(
                 f"{self.files[0]}: the number of attention heads is not in the checkpoint and "
                 f"hidden size {hidden} is no published OPT size: pass --num_heads"
             )
-        return opt.OPTConfig(**fields)
+        return opt.OPTConfig(**{**fields, "num_heads": int(fields["num_heads"])})
 
 
 def to_numpy(tensor) -> np.ndarray:
