@@ -163,6 +163,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "benchmarks": each(benchmark_name),
         "batch_size": POSITIVE,
         "max_new_tokens": POSITIVE,
+        "length_normalization": one_of(
+            "optiml.evaluation.rank_classification", "LENGTH_NORMALIZATIONS"
+        ),
     },
     "optiml.quickstart.run": {"caches": each(_cache_pair)},
 }

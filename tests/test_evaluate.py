@@ -3,11 +3,13 @@ per-task results on disk -> hand-computed report; and resuming skips finished ta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from optiml.evaluation import evaluate, metrics, plan, registration, runner
+from optiml.evaluation import rank_classification as rc
 
 seqio = pytest.importorskip("seqio")
 tf = pytest.importorskip("tensorflow")
@@ -82,7 +84,7 @@ def _register() -> tuple[str, str]:
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
         output_features=features,
         postprocess_fn=metrics.references_postprocessor,
-        metric_fns=[metrics.rouge_l, metrics.exact_match],  # a task with its own metrics
+        metric_fns=[metrics.rouge, metrics.exact_match],  # a task with its own metrics
     )
     return rank, gen
 
@@ -103,7 +105,9 @@ class KnownOutputs:
 
     def score_fn(self, dataset, model_feature_shapes=None):
         self.calls.append("score")
-        return [(int(i), LOGLIK[self._split(ex)]) for i, ex in dataset.as_numpy_iterator()]
+        rows = list(dataset.as_numpy_iterator())
+        self.scored_lengths = [int((ex["decoder_loss_weights"] > 0).sum()) for _, ex in rows]
+        return [(int(i), LOGLIK[self._split(ex)]) for i, ex in rows]
 
     def predict_fn(self, dataset, model_feature_shapes=None):
         self.calls.append("predict")
@@ -145,13 +149,35 @@ def test_known_outputs_give_the_hand_computed_report(tmp_path) -> None:
     saved = json.loads((tmp_path / "eval" / f"{rank}.json").read_text())
     assert saved["num_rows"] == 8 and saved["metric"] == "accuracy"
     assert saved["samples"][1] == {"target": " 4", "score": -1.0}
-    assert saved["metrics"]["accuracy_length_normalized"] == 75.0  # " cold" -2/6 < " hot" -1/5
+    assert saved["metrics"] == {"accuracy": 75.0}
+    assert saved["spec"]["scoring"] == {"include_eos": True, "length_normalization": "none"}
     assert registration.evaluation_task(rank, "accuracy", "rank") == "optiml_test_eval_rank_eval"
     assert registration.evaluation_task(gen, "rougeL") == gen  # has metrics: used as is
     saved = json.loads((tmp_path / "eval" / f"{gen}.json").read_text())
-    assert saved["metrics"] == {"rougeL": rouge, "exact_match": round(100 / 3, 4)}
+    # ROUGE-1 of "The cats are running." vs "the cat runs" is 6/7 too (3 stemmed unigrams)
+    assert saved["metrics"] == {"rouge1": rouge, "rougeL": rouge, "exact_match": round(100 / 3, 4)}
     assert saved["samples"][1] == {"target": " the cat runs", "prediction": "The cats are running."}
     assert (tmp_path / "report.png").is_file() and "Fully held-out" in printed[0]
+    assert "- rank classification: summed option log-likelihood, EOS included, no length " \
+        "normalization" in printed[0]  # fmt: skip
+
+
+def test_rank_scoring_without_eos_by_characters(tmp_path) -> None:
+    rank, gen = _register()
+    scoring = rc.Scoring(include_eos=False, length_normalization="characters")
+    spec = dataclasses.replace(_plan(rank, gen)[0], scoring=scoring)
+    model = KnownOutputs()
+    printed = []
+    runner.run_plan([spec], model, tmp_path, print_fn=printed.append)
+    # the model saw the option bytes only: " 3" is 2 scored tokens, no EOS
+    assert sorted(model.scored_lengths) == [2, 2, 4, 4, 4, 5, 5, 5]
+    saved = json.loads((tmp_path / "eval" / f"{rank}.json").read_text())
+    # per character: " 3" -3/1 < " 4" -1/1 right; " blue" -1/4 > " red" -2/3 right; " hot"
+    # -1/3 > " cold" -1.5/4 right; " hot" -1/3 > " cold" -2/4 wrong -> 75
+    assert saved["metrics"] == {"accuracy": 75.0}
+    assert "EOS not scored, divided by the option's characters" in printed[0]
+    name = registration.evaluation_task(rank, "accuracy", "rank", max_examples=4, scoring=scoring)
+    assert name == "optiml_test_eval_rank_eval_first4_noeos_characters"
 
 
 def test_resume_skips_finished_tasks(tmp_path) -> None:

@@ -1,4 +1,5 @@
-"""seqio metric functions: accuracy, exact match, ROUGE-L (x100), the target postprocessor."""
+"""seqio metric functions: accuracy, exact match, ROUGE-1/ROUGE-L (x100), the target
+postprocessor."""
 
 from __future__ import annotations
 
@@ -19,22 +20,27 @@ def test_exact_match_uses_sni_normalization() -> None:
     assert metrics.exact_match([b"The answer"], ["the answer."]) == {"exact_match": 100.0}
 
 
-def test_rouge_l_corpus_mean_x100() -> None:
-    # per example 6/7 (stemmed), 1.0 and 0.0 -> mean x100
-    result = metrics.rouge_l(
-        ["the cat runs", ["nope", "Yes"], "abc"], ["The cats are running.", "yes", ""]
+def test_rouge_corpus_mean_x100() -> None:
+    # ROUGE-L per example 6/7 (stemmed), 1.0, 0.0 and 1/3 ([z y x] vs [x y z]: LCS 1);
+    # ROUGE-1 the same but the last: all three unigrams shared -> 1.0
+    result = metrics.rouge(
+        ["the cat runs", ["nope", "Yes"], "abc", "x y z"],
+        ["The cats are running.", "yes", "", "z y x"],
     )
-    assert result == {"rougeL": round(100 * (6 / 7 + 1.0) / 3, 4)}
+    assert result == {
+        "rouge1": round(100 * (6 / 7 + 1.0 + 1.0) / 4, 4),
+        "rougeL": round(100 * (6 / 7 + 1.0 + 1 / 3) / 4, 4),
+    }
 
 
 @pytest.mark.data
-def test_rouge_l_xlingual(data_dir) -> None:
-    assert metrics.rouge_l_xlingual(["le café"], ["Le café"]) == {"rougeL": 50.0}
+def test_rouge_xlingual(data_dir) -> None:
+    assert metrics.rouge_xlingual(["le café"], ["Le café"]) == {"rouge1": 50.0, "rougeL": 50.0}
 
 
 def test_bad_inputs_are_named() -> None:
     with pytest.raises(ValueError, match="2 targets but 1 predictions"):
-        metrics.rouge_l(["a", "b"], ["a"])
+        metrics.rouge(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="no examples"):
         metrics.accuracy([], [])
     with pytest.raises(ValueError, match="no reference"):

@@ -1,4 +1,4 @@
-"""ROUGE-L F1 and exact match equal the official SNI formula on hand-checked pairs.
+"""ROUGE-1, ROUGE-L F1 and exact match equal the official SNI formula on hand-checked pairs.
 
 Every expected value below is worked out by hand in the comment beside it: tokens, LCS, P, R, F.
 """
@@ -41,6 +41,23 @@ def test_english_rouge_hand_checked(prediction: str, reference: str, expected: f
 @pytest.mark.parametrize(
     ("prediction", "reference", "expected"),
     [
+        # stemmed unigrams [the cat are run] vs [the cat run]: 3 shared, P 3/4, R 1 -> F 6/7
+        ("The cats are running.", "the cat runs", 6 / 7),
+        # order does not matter: [b a] vs [a b] -> 1 (ROUGE-L: 1/2)
+        ("b a", "a b", 1.0),
+        # counts are clipped: [a a b] vs [a b b c]: a 1 + b 1 = 2 shared, P 2/3, R 2/4 -> 4/7
+        ("a a b", "a b b c", 2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4)),
+        ("", "something", 0.0),
+        ("Le café", "le café", 1.0),  # [le caf] both
+    ],
+)
+def test_english_rouge1_hand_checked(prediction: str, reference: str, expected: float) -> None:
+    assert rouge.rouge_1(prediction, reference) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
         ("The Cat!", "the  cat", 1.0),  # lower-case, punctuation dropped, spaces collapsed
         ("the cat", "a cat", 0.0),  # articles are NOT removed (unlike SQuAD)
         ("", "", 1.0),
@@ -72,6 +89,11 @@ def test_xlingual_tokens_and_scores(data_dir) -> None:
     assert rouge.rouge_l("", ref, xlingual=True) == 0.0
     # punctuation is a token in the xlingual track: [Hi ,] vs [Hi]: P 1/2, R 1 -> 2/3
     assert rouge.rouge_l("Hi,", "Hi", xlingual=True) == pytest.approx(2 / 3)
+    # ROUGE-1 on the same tokens: [world hello] vs [hello world] share both unigrams; case
+    # matters: [Le cafÃ©] vs [le cafÃ©] share 1 of 2 -> 1/2
+    assert rouge.rouge_1("world hello", "hello world", xlingual=True) == 1.0
+    assert rouge.rouge_l("world hello", "hello world", xlingual=True) == pytest.approx(0.5)
+    assert rouge.rouge_1("Le café", "le café", xlingual=True) == pytest.approx(0.5)
 
 
 @pytest.mark.data
@@ -101,8 +123,9 @@ def test_max_over_references_and_corpus_scores() -> None:
     # best of [0.0, 1.0]
     assert rouge.max_over_references(rouge.rouge_l, "a b", ["c", "a b"]) == 1.0
     scores = rouge.corpus_scores(["a", "", "x y"], [["A!"], [""], ["x", "z"]])
-    # EM: 1 + 1 + 0 = 2/3; ROUGE: 1 + 0 + F([x y] vs [x]) = 2/3 -> (1 + 2/3) / 3
-    assert scores == {"exact_match": 66.6667, "rougeL": round(100 * (5 / 3) / 3, 4)}
+    # EM: 1 + 1 + 0 = 2/3; ROUGE-1 = ROUGE-L: 1 + 0 + F([x y] vs [x]) = 2/3 -> (1 + 2/3) / 3
+    rouge_mean = round(100 * (5 / 3) / 3, 4)
+    assert scores == {"exact_match": 66.6667, "rouge1": rouge_mean, "rougeL": rouge_mean}
     with pytest.raises(ValueError, match="no reference"):
         rouge.max_over_references(rouge.rouge_l, "a", [])
     with pytest.raises(ValueError, match="2 predictions but 1 references"):

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 
 from optiml import checkpointing, partitioning
+from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.inference import Inferencer
 from optiml.evaluation.plan import EvalTask, plan_from_registry
 from optiml.evaluation.runner import run_plan
@@ -46,6 +47,8 @@ def evaluate(
     batch_size: int = 8,
     max_new_tokens: int = 256,
     share_prompts: bool = True,
+    include_eos: bool = True,
+    length_normalization: str = "none",
     mesh: partitioning.MeshConfig | None = None,
     title: str = "",
 ) -> dict[str, Any]:
@@ -56,9 +59,12 @@ def evaluate(
     the params of its newest checkpoint, or of `step`); none of them: `run_dir` itself as the
     training run (train then evaluate into one directory). `mesh`: None is one data-parallel
     mesh over every device. The plan: `plan` if given, else `plan_from_registry(phase, shots,
-    max_examples, benchmarks, max_tasks_per_level)`. Per-task results go to `<run_dir>/eval/`,
-    so a rerun resumes.
+    max_examples, benchmarks, max_tasks_per_level)`. Rank tasks score each option's summed
+    log-likelihood with its EOS (`include_eos`) and rank them as `length_normalization` says
+    ("none", "tokens", "characters"); the defaults are the paper's (see rank_classification) and
+    the report states them. Per-task results go to `<run_dir>/eval/`, so a rerun resumes.
     """
+    scoring = rc.Scoring(include_eos, length_normalization)
     given = [n for n, v in (("params", params), ("params_dir", params_dir),
                             ("train_dir", train_dir)) if v is not None]  # fmt: skip
     if len(given) > 1:
@@ -81,6 +87,7 @@ def evaluate(
             max_examples=max_examples,
             benchmarks=benchmarks,
             max_tasks_per_level=max_tasks_per_level,
+            scoring=scoring,
         )
     inferencer = Inferencer(
         params,

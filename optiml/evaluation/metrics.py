@@ -1,12 +1,12 @@
-"""seqio metric functions for generation tasks: accuracy, exact match and ROUGE-L F1 (x100).
+"""seqio metric functions for generation tasks: accuracy, exact match, ROUGE-1 and ROUGE-L (x100).
 
 seqio routes a metric by its argument names: `(targets, predictions)` here, `(targets, scores)` for
 rank classification (`optiml.evaluation.rank_classification`). A target is one reference string
 or a list of references (NIV2 instances have several outputs; `references_postprocessor` returns
 them from the example); a prediction is the decoded model output string.
 
-    >>> rouge_l(["the cat runs"], ["The cats are running."])
-    {'rougeL': 85.7143}
+    >>> rouge(["the cat runs"], ["The cats are running."])
+    {'rouge1': 85.7143, 'rougeL': 85.7143}
     >>> exact_match([["Yes", "yes."]], ["YES!"])
     {'exact_match': 100.0}
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from optiml.evaluation import rouge
+from optiml.evaluation import rouge as rouge_lib
 
 Target = str | Sequence[str]
 
@@ -56,24 +56,28 @@ def exact_match(targets: Sequence[Target], predictions: Sequence[str]) -> dict[s
     _check(targets, predictions)
     refs = [_as_references(t) for t in targets]
     em = sum(
-        rouge.max_over_references(rouge.exact_match, p, r)
+        rouge_lib.max_over_references(rouge_lib.exact_match, p, r)
         for p, r in zip(predictions, refs, strict=True)
     )
     return {"exact_match": round(100.0 * em / len(refs), 4)}
 
 
-def rouge_l(targets: Sequence[Target], predictions: Sequence[str]) -> dict[str, float]:
-    """Official SNI ROUGE-L F1 for English (stemmed default tokenizer), max over references."""
-    _check(targets, predictions)
-    refs = [_as_references(t) for t in targets]
-    return {"rougeL": rouge.corpus_scores(list(predictions), refs)["rougeL"]}
+def rouge(targets: Sequence[Target], predictions: Sequence[str]) -> dict[str, float]:
+    """Official SNI ROUGE-1 and ROUGE-L F1 for English (stemmed default tokenizer), max over
+    references."""
+    return _rouge(targets, predictions, xlingual=False)
 
 
-def rouge_l_xlingual(targets: Sequence[Target], predictions: Sequence[str]) -> dict[str, float]:
-    """Official SNI ROUGE-L F1 for non-English text (GPT-2 byte-level BPE tokens)."""
+def rouge_xlingual(targets: Sequence[Target], predictions: Sequence[str]) -> dict[str, float]:
+    """Official SNI ROUGE-1 and ROUGE-L F1 for non-English text (GPT-2 byte-level BPE tokens)."""
+    return _rouge(targets, predictions, xlingual=True)
+
+
+def _rouge(targets: Sequence[Target], predictions: Sequence[str], xlingual: bool) -> dict:
     _check(targets, predictions)
     refs = [_as_references(t) for t in targets]
-    return {"rougeL": rouge.corpus_scores(list(predictions), refs, xlingual=True)["rougeL"]}
+    scores = rouge_lib.corpus_scores(list(predictions), refs, xlingual=xlingual)
+    return {name: scores[name] for name in rouge_lib.ROUGE_TYPES}
 
 
 def is_xlingual(*languages: str | Sequence[str]) -> bool:

@@ -23,6 +23,7 @@ import seqio
 
 import optiml.registry  # noqa: F401  (registers every task)
 from optiml.bench import catalog, levels, names
+from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.metrics import is_xlingual
 
 PHASES = {"dev": "validation", "test": "test"}
@@ -44,6 +45,7 @@ class EvalTask:
     metric: str = ""
     answer_type: str = "generate"
     xlingual: bool = False
+    scoring: rc.Scoring = rc.PAPER  # rank tasks: EOS and length normalization (paper's: default)
 
     def __post_init__(self) -> None:
         if self.level not in levels.LEVELS:
@@ -60,6 +62,7 @@ def plan_from_registry(
     max_examples: int | None = 250,
     benchmarks: Sequence[str] | None = None,
     max_tasks_per_level: int | None = None,
+    scoring: rc.Scoring = rc.PAPER,
 ) -> list[EvalTask]:
     """The evaluation plan of the OPT-IML levels from `optiml.registry`.
 
@@ -70,7 +73,7 @@ def plan_from_registry(
     loader offers (NIV2 #2shot/#5shot), restricted to `shots` if given. Tasks without local data,
     or outside the three levels, are logged and skipped. `max_tasks_per_level` keeps the first N
     tasks of each benchmark in each level (quick runs that still cover every benchmark:
-    generation and rank classification).
+    generation and rank classification). `scoring`: how rank tasks score options.
     """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; one of {list(PHASES)}")
@@ -122,6 +125,7 @@ def plan_from_registry(
                     metric=record.metric if record.answer_type == "generate" else "accuracy",
                     answer_type=record.answer_type,
                     xlingual=is_xlingual(record.languages),
+                    scoring=scoring,
                 )
             )
     if not plan:

@@ -8,13 +8,23 @@
           {"inputs": "Q: 2+2?", "targets": " 4", "idx": [7, 1], "is_correct": True}
 
    (the stripped option text gets OPT's leading space, like every target; see the contracts).
-2. The model scores every candidate: the sum of the log-likelihoods of its target tokens, EOS
-   included, exactly what training optimises (`optiml.evaluation.inference`).
+2. The model scores every candidate: the sum of the log-likelihoods of its target tokens
+   (`optiml.evaluation.inference`), with or without the EOS after them (`Scoring.include_eos`:
+   the evaluation twin's targets get EOS or not, `registration.evaluation_task`).
 3. `rank_classification_postprocessor` turns each target into a `Candidate` (example, option,
-   is_correct, number of target tokens); scores pass through untouched (seqio skips it for them).
-4. `rank_classification` groups the candidates by example, takes the argmax of the scores (the
-   first option wins ties) and reports {"accuracy": x100}; `rank_classification_length_normalized`
-   ranks by the mean log-likelihood per target token: {"accuracy_length_normalized": x100}.
+   is_correct, number of scored tokens, characters of the option); scores pass through untouched.
+4. `rank_classification` groups the candidates by example, takes the argmax of the scores --
+   divided by the option's tokens or characters if `length_normalization` says so -- (the first
+   option wins ties) and reports {"accuracy": x100}.
+
+The conventions (`Scoring`), with the paper's choice as default (Iyer et al. 2022, section 4.1
+"Decoding": "we score each candidate based on their likelihood and output the highest-scoring
+candidate"; section 5.1: "the candidate with the highest likelihood"): the summed log-likelihood,
+no length normalization. Whether that likelihood covers the EOS the paper does not say; the
+default counts it, the option as the model was trained to produce it (section 3.1, eq. 1: the
+loss over the target tokens, which in metaseq's fine-tuning data end with `</s>`).
+lm-evaluation-harness's equivalents: `acc` = Scoring(include_eos=False, "none"), `acc_norm` =
+Scoring(include_eos=False, "characters") (it divides by `len(choice)`); it never scores an EOS.
 """
 
 from __future__ import annotations
@@ -25,6 +35,37 @@ from typing import Any
 
 import numpy as np
 
+LENGTH_NORMALIZATIONS = ("none", "tokens", "characters")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+    """How options are scored and ranked (defaults: the paper's, see the module docstring)."""
+
+    include_eos: bool = True  # the option's EOS token is part of its score
+    length_normalization: str = "none"  # divide the score by the option's tokens / characters
+
+    def __post_init__(self) -> None:
+        if self.length_normalization not in LENGTH_NORMALIZATIONS:
+            raise ValueError(
+                f"length_normalization {self.length_normalization!r} is not one of "
+                f"{LENGTH_NORMALIZATIONS}"
+            )
+
+    def describe(self) -> str:
+        """E.g. "rank classification: summed option log-likelihood, EOS included, no length
+        normalization" (what the report states)."""
+        norm = {
+            "none": "no length normalization",
+            "tokens": "divided by the option's tokens",
+            "characters": "divided by the option's characters",
+        }[self.length_normalization]
+        eos = "EOS included" if self.include_eos else "EOS not scored"
+        return f"rank classification: summed option log-likelihood, {eos}, {norm}"
+
+
+PAPER = Scoring()
+
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
@@ -33,7 +74,8 @@ class Candidate:
     example: int
     option: int
     is_correct: bool
-    num_tokens: int
+    num_tokens: int  # the scored target tokens (EOS counted when scored)
+    num_chars: int = 0  # characters of the option text (no leading space)
 
 
 def rank_classification_preprocessor(dataset, target_prefix: str = " "):
@@ -77,25 +119,32 @@ def rank_classification_postprocessor(
     if example is None or "idx" not in example or "is_correct" not in example:
         raise ValueError("rank classification targets need the example's 'idx' and 'is_correct'")
     idx = np.asarray(example["idx"]).reshape(-1)
+    text = example.get("targets_pretokenized", b"")
+    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
     return Candidate(
         example=int(idx[0]),
         option=int(idx[1]),
         is_correct=bool(np.asarray(example["is_correct"])),
         num_tokens=int(np.asarray(example["targets"]).shape[0]) if "targets" in example else 1,
+        num_chars=len(text.strip()),
     )
 
 
 def group_predictions(
-    targets: Sequence[Candidate], scores: Sequence[float], normalize_by_length: bool = False
+    targets: Sequence[Candidate], scores: Sequence[float], length_normalization: str = "none"
 ) -> dict[int, tuple[int, bool]]:
-    """example -> (chosen option, whether it is correct). Options are ordered by their index."""
+    """example -> (chosen option, whether it is correct). Options are ordered by their index;
+    with `length_normalization` "tokens" / "characters" a score is divided by the candidate's
+    `num_tokens` / `num_chars` (at least 1)."""
+    Scoring(length_normalization=length_normalization)  # validates the name
     if len(targets) != len(scores):
         raise ValueError(f"{len(targets)} candidates but {len(scores)} scores")
     if not targets:
         raise ValueError("no candidates to rank")
     by_example: dict[int, list[tuple[int, float, bool]]] = {}
     for cand, score in zip(targets, scores, strict=True):
-        value = float(score) / max(cand.num_tokens, 1) if normalize_by_length else float(score)
+        length = {"none": 1, "tokens": cand.num_tokens, "characters": cand.num_chars}
+        value = float(score) / max(length[length_normalization], 1)
         by_example.setdefault(cand.example, []).append((cand.option, value, cand.is_correct))
     chosen = {}
     for example, options in by_example.items():
@@ -105,20 +154,20 @@ def group_predictions(
     return chosen
 
 
-def _accuracy(chosen: dict[int, tuple[int, bool]]) -> float:
-    return round(100.0 * float(np.mean([correct for _, correct in chosen.values()])), 4)
+def rank_classification(
+    targets: Sequence[Candidate], scores: Sequence[float], length_normalization: str = "none"
+) -> dict[str, float]:
+    """{"accuracy": x100} of the best option per example (see `group_predictions`)."""
+    chosen = group_predictions(targets, scores, length_normalization)
+    return {"accuracy": round(100.0 * float(np.mean([c for _, c in chosen.values()])), 4)}
 
 
-def rank_classification(targets: Sequence[Candidate], scores: Sequence[float]) -> dict:
-    """Accuracy x100 of the highest summed log-likelihood option per example."""
-    return {"accuracy": _accuracy(group_predictions(targets, scores))}
+def metric_fn(scoring: Scoring = PAPER):
+    """The seqio metric function for `scoring` (seqio routes it by its `scores` argument)."""
 
+    def rank_classification_metric(
+        targets: Sequence[Candidate], scores: Sequence[float]
+    ) -> dict[str, float]:
+        return rank_classification(targets, scores, scoring.length_normalization)
 
-def rank_classification_length_normalized(
-    targets: Sequence[Candidate], scores: Sequence[float]
-) -> dict:
-    """Accuracy x100 of the highest mean-per-token log-likelihood option per example."""
-    chosen = group_predictions(targets, scores, normalize_by_length=True)
-    return {
-        "accuracy_length_normalized": round(100.0 * np.mean([c for _, c in chosen.values()]), 4)
-    }
+    return rank_classification_metric

@@ -13,6 +13,7 @@ N examples, cut before the expansion so a rank task keeps every option of each k
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -25,15 +26,14 @@ from optiml.evaluation import rank_classification as rc
 EVAL_PREFIX = "optiml_eval"
 
 
-def metric_setup(metric: str, answer_type: str, xlingual: bool) -> tuple[Callable, list[Callable]]:
+def metric_setup(
+    metric: str, answer_type: str, xlingual: bool, scoring: rc.Scoring = rc.PAPER
+) -> tuple[Callable, list[Callable]]:
     """(postprocess_fn, metric_fns) for a catalog metric and answer type; the first metric
-    function reports the task's score (`accuracy` for rank tasks)."""
+    function reports the task's score (`accuracy` for rank tasks, ranked as `scoring` says)."""
     if answer_type == "rank":
-        return rc.rank_classification_postprocessor, [
-            rc.rank_classification,
-            rc.rank_classification_length_normalized,
-        ]
-    rouge = metrics.rouge_l_xlingual if xlingual else metrics.rouge_l
+        return rc.rank_classification_postprocessor, [rc.metric_fn(scoring)]
+    rouge = metrics.rouge_xlingual if xlingual else metrics.rouge
     fns = {
         "rougeL": [rouge, metrics.exact_match],
         "exact_match": [metrics.exact_match, rouge],
@@ -48,10 +48,13 @@ def _first(dataset: tf.data.Dataset, n: int) -> tf.data.Dataset:
     return dataset.take(n)
 
 
-def twin_name(name: str, max_examples: int | None = None) -> str:
+def twin_name(name: str, max_examples: int | None = None, scoring: rc.Scoring | None = None) -> str:
     """`optiml:mmlu:anatomy#5shot`, 250 -> `optiml_eval_first250:mmlu:anatomy#5shot`; a name
-    without a `:` gets a suffix instead (`my_task` -> `my_task_eval`, `my_task_eval_first250`)."""
+    without a `:` gets a suffix instead (`my_task` -> `my_task_eval`, `my_task_eval_first250`).
+    Rank scoring other than the paper's is named too: `optiml_eval_noeos_characters:...`."""
     cap = "" if max_examples is None else f"_first{max_examples}"
+    if scoring is not None and scoring != rc.PAPER:
+        cap += f"_{'eos' if scoring.include_eos else 'noeos'}_{scoring.length_normalization}"
     if ":" in name:
         return f"{EVAL_PREFIX}{cap}:{name.split(':', 1)[1]}"
     return f"{name}_eval{cap}"
@@ -63,30 +66,36 @@ def evaluation_task(
     answer_type: str = "generate",
     xlingual: bool = False,
     max_examples: int | None = None,
+    scoring: rc.Scoring = rc.PAPER,
 ) -> str:
     """The name of a seqio task that evaluates registry task `name` (registered once).
 
     A task registered with metric functions keeps them and its postprocessor (and is used as is
     when uncapped);
-    otherwise the twin gets `metric_setup(metric, answer_type, xlingual)` and, for `rank` tasks,
-    the per-option expansion. `max_examples`: only the first N examples of the split."""
+    otherwise the twin gets `metric_setup(metric, answer_type, xlingual, scoring)` and, for
+    `rank` tasks, the per-option expansion, and targets without EOS if `scoring.include_eos` is
+    False. `max_examples`: only the first N examples of the split."""
     task = seqio.get_mixture_or_task(name)
+    rank = answer_type == "rank" and not task.metric_objs
     if task.metric_objs and max_examples is None:
         return name
-    twin = twin_name(name, max_examples)
+    twin = twin_name(name, max_examples, scoring if rank else None)
     if twin in seqio.TaskRegistry.names():
         return twin
     first = [] if max_examples is None else [functools.partial(_first, n=max_examples)]
+    features = dict(task.output_features)
     if task.metric_objs:
         postprocess_fn, metric_fns, expand = task.postprocessor, task.metric_fns, []
     else:
-        postprocess_fn, metric_fns = metric_setup(metric, answer_type, xlingual)
-        expand = [rc.rank_classification_preprocessor] if answer_type == "rank" else []
+        postprocess_fn, metric_fns = metric_setup(metric, answer_type, xlingual, scoring)
+        expand = [rc.rank_classification_preprocessor] if rank else []
+        if rank and not scoring.include_eos:
+            features["targets"] = dataclasses.replace(features["targets"], add_eos=False)
     seqio.TaskRegistry.add(
         twin,
         source=task.source,
         preprocessors=first + expand + list(task.preprocessors),
-        output_features=task.output_features,
+        output_features=features,
         postprocess_fn=postprocess_fn,
         metric_fns=metric_fns,
     )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,11 @@ def _level_report(scores: list[TaskScore]) -> dict[str, Any]:
     }
 
 
-def build_report(scores: Iterable[TaskScore], title: str = "") -> dict[str, Any]:
-    """Aggregate per-task scores level by level (levels without scores are left out)."""
+def build_report(
+    scores: Iterable[TaskScore], title: str = "", notes: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Aggregate per-task scores level by level (levels without scores are left out); `notes`
+    (e.g. how rank classification scored the options) are printed under the title."""
     scores = list(scores)
     if not scores:
         raise ValueError("no task scores to report")
@@ -124,6 +127,7 @@ def build_report(scores: Iterable[TaskScore], title: str = "") -> dict[str, Any]
             levels[level] = _level_report(level_scores)
     return {
         "title": title,
+        "notes": list(notes),
         "levels": levels,
         "scores": [dataclasses.asdict(s) for s in sorted(scores, key=lambda s: (s.task, s.shots))],
     }
@@ -148,6 +152,9 @@ def _table(table: Mapping[str, Mapping[str, float]], first: str) -> list[str]:
 def format_markdown(report: Mapping[str, Any]) -> str:
     """The report as markdown: per level, category and benchmark tables, then task details."""
     lines = [f"# Generalization report{': ' + report['title'] if report.get('title') else ''}", ""]
+    lines += [f"- {note}" for note in report.get("notes", [])] + (
+        [""] if report.get("notes") else []
+    )
     summary = ["| level | " + " | ".join(["combined", "per shots"]) + " |", "|---|---|---|"]
     for level, data in report["levels"].items():
         shots = ", ".join(f"{k}-shot {v:.1f}" for k, v in data["shots"].items())

@@ -1,12 +1,14 @@
-"""Exact match and ROUGE-L F1 exactly as Super-NaturalInstructions' official evaluation does them.
+"""Exact match, ROUGE-1 and ROUGE-L F1 exactly as Super-NaturalInstructions' evaluation does them.
 
-Reference: allenai/natural-instructions `eval/automatic/evaluation.py` (also Tk-Instruct's
-`compute_metrics.py`):
+Reference: allenai/natural-instructions `eval/automatic/evaluation.py` (exact match and ROUGE-L)
+and Tk-Instruct's `src/compute_metrics.py` (the SuperNI paper's code: exact match, ROUGE-1 and
+ROUGE-L, each the same way):
 
 - exact match compares `normalize_answer(prediction) == normalize_answer(reference)`, where
   `normalize_answer` lower-cases, drops `string.punctuation` and collapses whitespace (SQuAD v1.1
   without removing articles): "The Cat!" vs "the  cat" -> match.
-- ROUGE-L is `rouge_score`'s rougeL F-measure on the RAW strings (no normalize_answer): English
+- ROUGE-1 / ROUGE-L are `rouge_score`'s rouge1 / rougeL F-measures (unigram overlap / longest
+  common subsequence) on the RAW strings (no normalize_answer): English
   ("default" track) uses rouge_score's default tokenizer with the Porter stemmer (lower-case,
   non-[a-z0-9] -> space, stem words longer than 3 chars); non-English ("xlingual" track) uses the
   GPT-2 byte-level BPE tokens with the leading "Ġ" stripped and no stemming.
@@ -68,14 +70,14 @@ class GPT2Tokenizer:
         return [token.lstrip("Ġ") for token in self.raw_tokens(text)]
 
 
-@functools.cache
-def _default_scorer() -> rouge_scorer.RougeScorer:
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+ROUGE_TYPES = ("rouge1", "rougeL")
 
 
 @functools.cache
-def _xlingual_scorer() -> rouge_scorer.RougeScorer:
-    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=GPT2Tokenizer())
+def _scorer(xlingual: bool) -> rouge_scorer.RougeScorer:
+    if xlingual:
+        return rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=GPT2Tokenizer())
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
 
 def exact_match(prediction: str, reference: str, xlingual: bool = False) -> float:
@@ -86,8 +88,12 @@ def exact_match(prediction: str, reference: str, xlingual: bool = False) -> floa
 
 def rouge_l(prediction: str, reference: str, xlingual: bool = False) -> float:
     """ROUGE-L F-measure in [0, 1]; 0.0 when either side has no tokens."""
-    scorer = _xlingual_scorer() if xlingual else _default_scorer()
-    return scorer.score(target=reference, prediction=prediction)["rougeL"].fmeasure
+    return _scorer(xlingual).score(target=reference, prediction=prediction)["rougeL"].fmeasure
+
+
+def rouge_1(prediction: str, reference: str, xlingual: bool = False) -> float:
+    """ROUGE-1 (unigram overlap) F-measure in [0, 1]; 0.0 when either side has no tokens."""
+    return _scorer(xlingual).score(target=reference, prediction=prediction)["rouge1"].fmeasure
 
 
 def max_over_references(
@@ -101,21 +107,21 @@ def max_over_references(
     return max(metric(prediction, ref, xlingual=xlingual) for ref in references)
 
 
+METRICS = {"exact_match": exact_match, "rouge1": rouge_1, "rougeL": rouge_l}
+
+
 def corpus_scores(
     predictions: Sequence[str], references: Sequence[Sequence[str] | str], xlingual: bool = False
 ) -> dict[str, float]:
-    """{"exact_match", "rougeL"}: means over examples x 100, rounded to 4 decimals (official)."""
+    """{"exact_match", "rouge1", "rougeL"}: each the mean over examples of the best score
+    against any reference, x 100, rounded to 4 decimals (the official scripts' numbers)."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     if not predictions:
         raise ValueError("cannot score an empty set of predictions")
-    em = sum(
-        max_over_references(exact_match, p, r, xlingual)
-        for p, r in zip(predictions, references, strict=True)
-    )
-    rl = sum(
-        max_over_references(rouge_l, p, r, xlingual)
-        for p, r in zip(predictions, references, strict=True)
-    )
-    n = len(predictions)
-    return {"exact_match": round(100.0 * em / n, 4), "rougeL": round(100.0 * rl / n, 4)}
+    pairs = list(zip(predictions, references, strict=True))
+    return {
+        name: round(100.0 * sum(max_over_references(fn, p, r, xlingual) for p, r in pairs)
+                    / len(pairs), 4)
+        for name, fn in METRICS.items()
+    }  # fmt: skip

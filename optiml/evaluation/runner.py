@@ -28,6 +28,7 @@ import jax
 import seqio
 import tensorflow as tf
 
+from optiml.evaluation import rank_classification as rc
 from optiml.evaluation import report as report_lib
 from optiml.evaluation.plan import EvalTask
 from optiml.evaluation.registration import evaluation_task
@@ -80,7 +81,12 @@ def evaluate_task(spec: EvalTask, model: Model) -> Record:
     """Runs one task through seqio.Evaluator; returns its saved record (metrics, score, time)."""
     start = time.time()
     name = evaluation_task(
-        spec.task, spec.metric or "rougeL", spec.answer_type, spec.xlingual, spec.max_examples
+        spec.task,
+        spec.metric or "rougeL",
+        spec.answer_type,
+        spec.xlingual,
+        spec.max_examples,
+        spec.scoring,
     )
     evaluator = seqio.Evaluator(
         mixture_or_task_name=name,
@@ -176,7 +182,9 @@ def run_plan(
             done = f"{record['metric']} {record['score']:.2f}"
             logging.info("[%d/%d] %s: %s", i + 1, len(plan), spec.task, done)
         records.append(record)
-    report = report_lib.build_report([_task_score(r) for r in records], title=title)
+    notes = sorted({rc.Scoring(**r["spec"]["scoring"]).describe() for r in records
+                    if r["spec"]["answer_type"] == "rank" and "scoring" in r["spec"]})  # fmt: skip
+    report = report_lib.build_report([_task_score(r) for r in records], title=title, notes=notes)
     if chief:
         report_lib.write_report(report, run_dir)
     if print_fn is not None and chief:
