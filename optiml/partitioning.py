@@ -13,9 +13,20 @@ Example: 8 devices, `MeshConfig(data=-1, fsdp=2, model=2)` -> mesh {data: 2, fsd
 an input batch [256, 2048] is split 4 ways on its rows (data x fsdp), an MLP kernel
 [embed=1024, mlp=4096] is split 2 ways on `mlp` (and 2 more ways on `embed` with the FSDP rules).
 
-The same code runs on 1 CPU, 8 fake CPU devices, a GPU host or a TPU pod slice; on several hosts
-call `initialize_distributed` first and feed each host's rows through `Partitioner.global_batch`.
-TF-free: importing this module never imports TensorFlow or seqio.
+Across TPU pod slices every mesh axis is the product of an in-slice part (ICI, the fast torus)
+and an across-slice part (DCN, the data-centre network): `MeshConfig(data=1, fsdp=16, model=8,
+dcn_data=4)` on 4 slices of 128 chips -> mesh {data: 4, fsdp: 16, model: 8}, where the 4 rows
+of `data` are the 4 slices. JAX's mesh utilities lay each slice out along its physical torus
+(`mesh_utils.create_device_mesh`) and stack the slices along the DCN axes
+(`create_hybrid_device_mesh`). With the default `dcn_data=-1` the slices go on `data`, so with
+either rule set only the batch's gradient (and loss) reduction crosses DCN: tensor-parallel
+activation collectives (`model`) and FSDP gathers (`fsdp`) stay inside a slice unless
+`dcn_model` / `dcn_fsdp` say otherwise. Devices without a slice index (CPU, GPU) are one slice,
+or, once a DCN axis is set above 1, one slice per process (`process_is_granule`).
+
+The same code runs on 1 CPU, 8 fake CPU devices, a GPU host, a TPU pod slice or several slices;
+on several hosts call `initialize_distributed` first and feed each host's rows through
+`Partitioner.global_batch`. TF-free: importing this module never imports TensorFlow or seqio.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "model")
@@ -66,13 +78,25 @@ RULES = {"standard": STANDARD_RULES, "fsdp": FSDP_RULES}
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Mesh axis sizes (one may be -1: it takes all remaining devices) and the rule set's name."""
+    """Mesh axis sizes inside one slice (`data`, `fsdp`, `model`: one may be -1, it takes the
+    slice's remaining devices) and across slices (`dcn_*`: one may be -1, it takes the remaining
+    slices), and the rule set's name. Mesh axis `data` has data x dcn_data devices, and so on."""
 
     data: int = -1
     fsdp: int = 1
     model: int = 1
+    dcn_data: int = -1
+    dcn_fsdp: int = 1
+    dcn_model: int = 1
     rules: str = "standard"  # "standard" or "fsdp"
     constrain_activations: bool = True  # see Partitioner.constrain_activations
+    # Let one physical torus axis carry two mesh axes when the sizes need it (JAX's mesh_utils
+    # refuses such layouts otherwise); layouts that need no split are unaffected.
+    allow_split_physical_axes: bool = True
+
+    def sizes(self, prefix: str = "") -> tuple[int, int, int]:
+        """(data, fsdp, model) in-slice sizes, or with prefix "dcn_" the across-slice ones."""
+        return tuple(getattr(self, prefix + axis) for axis in MESH_AXES)  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,28 +161,93 @@ def _env_int(name: str) -> int | None:
         raise ValueError(f"${name}={value!r} is not an integer") from None
 
 
-def mesh_shape(config: MeshConfig, num_devices: int) -> tuple[int, int, int]:
-    """(data, fsdp, model) sizes with the one -1 filled in, e.g. (-1, 2, 2) on 8 -> (2, 2, 2)."""
-    sizes = [config.data, config.fsdp, config.model]
-    if sum(s == -1 for s in sizes) > 1 or any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"mesh {sizes}: axis sizes must be positive, at most one may be -1")
-    known = math.prod(s for s in sizes if s != -1)
-    if -1 in sizes:
-        if num_devices % known:
-            raise ValueError(f"mesh {sizes}: {num_devices} devices are not divisible by {known}")
-        sizes[sizes.index(-1)] = num_devices // known
-    if math.prod(sizes) != num_devices:
-        raise ValueError(f"mesh {sizes} needs {math.prod(sizes)} devices, there are {num_devices}")
-    return tuple(sizes)  # type: ignore[return-value]
+def _fill(sizes: Sequence[int], names: Sequence[str], total: int, unit: str) -> tuple[int, ...]:
+    """Sizes with the one -1 filled in so that their product is `total`; a bad size is named in a
+    one-line ValueError, e.g. "mesh: model=3 does not divide the 8 devices per slice"."""
+    for name, size in zip(names, sizes, strict=True):
+        if size == 0 or size < -1:
+            raise ValueError(f"mesh: {name}={size}: sizes must be positive (or -1 for the rest)")
+    if sum(s == -1 for s in sizes) > 1:
+        fill = [n for n, s in zip(names, sizes, strict=True) if s == -1]
+        raise ValueError(f"mesh: {' and '.join(fill)} are both -1; at most one may be -1")
+    for name, size in zip(names, sizes, strict=True):
+        if size != -1 and total % size:
+            raise ValueError(f"mesh: {name}={size} does not divide the {total} {unit}")
+    fixed = [(n, s) for n, s in zip(names, sizes, strict=True) if s != -1]
+    known = math.prod(s for _, s in fixed)
+    product = " x ".join(f"{n}={s}" for n, s in fixed)
+    if -1 not in sizes:
+        if known != total:
+            raise ValueError(f"mesh: {product} = {known} {unit}, there are {total}")
+        return tuple(sizes)
+    if total % known:
+        raise ValueError(f"mesh: {product} = {known} does not divide the {total} {unit}")
+    filled = [total // known if s == -1 else s for s in sizes]
+    return tuple(filled)
+
+
+def hybrid_shape(
+    config: MeshConfig, num_devices: int, num_slices: int = 1
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(in-slice sizes, across-slice sizes), -1s filled in; e.g. MeshConfig(fsdp=-1, model=2,
+    dcn_data=-1) on 16 devices in 2 slices -> ((1, 4, 2), (2, 1, 1))."""
+    if num_devices % num_slices:
+        raise ValueError(f"mesh: {num_devices} devices do not split into {num_slices} slices")
+    dcn_names = [f"dcn_{a}" for a in MESH_AXES]
+    dcn = _fill(config.sizes("dcn_"), dcn_names, num_slices, "slice(s)")
+    ici = _fill(config.sizes(), MESH_AXES, num_devices // num_slices, "devices per slice")
+    return ici, dcn  # type: ignore[return-value]
+
+
+def mesh_shape(config: MeshConfig, num_devices: int, num_slices: int = 1) -> tuple[int, int, int]:
+    """(data, fsdp, model) sizes of the whole mesh, e.g. (-1, 2, 2) on 8 -> (2, 2, 2)."""
+    ici, dcn = hybrid_shape(config, num_devices, num_slices)
+    return tuple(i * d for i, d in zip(ici, dcn, strict=True))  # type: ignore[return-value]
+
+
+def slices(devices: Sequence[Any], config: MeshConfig) -> list[list[Any]]:
+    """The devices grouped into slices (the DCN granules), in slice order: by `slice_index` on
+    TPUs; elsewhere one group, or one per process once a DCN axis is set above 1."""
+    if hasattr(devices[0], "slice_index"):
+        key = "slice_index"
+    elif any(size > 1 for size in config.sizes("dcn_")):
+        key = "process_index"  # JAX's process_is_granule
+    else:
+        return [list(devices)]
+    groups: dict[int, list[Any]] = {}
+    for device in devices:
+        groups.setdefault(getattr(device, key), []).append(device)
+    out = [groups[k] for k in sorted(groups)]
+    sizes = {k: len(g) for k, g in sorted(groups.items())}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"mesh: the slices ({key}) differ in size: {sizes} devices")
+    return out
+
+
+def device_grid(config: MeshConfig, devices: Sequence[Any] | None = None) -> np.ndarray:
+    """The devices as a [data, fsdp, model] array: each slice laid out along its physical torus
+    (the most communication-intensive axis, `model`, on the most links), slices stacked along
+    the DCN axes. Works on any objects with JAX's device attributes (tests use fakes)."""
+    devices = list(jax.devices() if devices is None else devices)
+    groups = slices(devices, config)
+    ici, dcn = hybrid_shape(config, len(devices), len(groups))
+    split = config.allow_split_physical_axes
+    if len(groups) == 1:
+        return mesh_utils.create_device_mesh(ici, devices, allow_split_physical_axes=split)
+    return mesh_utils.create_hybrid_device_mesh(
+        ici,
+        dcn,
+        devices,
+        process_is_granule=not hasattr(devices[0], "slice_index"),
+        allow_split_physical_axes=split,
+    )
 
 
 def make_mesh(config: MeshConfig, devices: Sequence[Any] | None = None) -> Mesh:
-    """A mesh with axes ("data", "fsdp", "model") and Auto axis types (flax.linen's logical
-    partitioning fails on the Explicit axes that `jax.make_mesh` gives by default)."""
-    devices = list(jax.devices() if devices is None else devices)
-    shape = mesh_shape(config, len(devices))
+    """A mesh with axes ("data", "fsdp", "model") over `device_grid` and Auto axis types
+    (flax.linen's logical partitioning fails on the Explicit axes that `jax.make_mesh` gives)."""
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-    return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
+    return Mesh(device_grid(config, devices), MESH_AXES, axis_types=auto)
 
 
 @dataclasses.dataclass(frozen=True)

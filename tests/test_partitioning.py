@@ -27,10 +27,10 @@ def test_mesh_shape_fills_the_minus_one_axis():
 @pytest.mark.parametrize(
     "config, message",
     [
-        (MeshConfig(data=-1, fsdp=-1), "at most one"),
-        (MeshConfig(data=-1, model=3), "not divisible"),
-        (MeshConfig(data=2, model=2), "needs 4 devices"),
-        (MeshConfig(data=0), "positive"),
+        (MeshConfig(data=-1, fsdp=-1), "data and fsdp are both -1; at most one"),
+        (MeshConfig(data=-1, model=3), "model=3 does not divide the 8 devices per slice"),
+        (MeshConfig(data=2, model=2), "data=2 x fsdp=1 x model=2 = 4 devices per slice, there"),
+        (MeshConfig(data=0), "data=0: sizes must be positive"),
     ],
 )
 def test_bad_meshes_are_rejected(config, message):

@@ -329,7 +329,10 @@ class OPTDecoder(nn.Module):
             embedding_init=_init(_normal(), ("vocab", "embed")),
             name="embed_tokens",
         )
-        x = embed(tokens)
+        # The lookup reads whole rows: gather the table's `embed` shards first (an FSDP gather
+        # inside a slice), else XLA reshards the looked-up activations across the batch axes.
+        table = _constrain(embed.embedding, ("vocab", None)).astype(cfg.dtype)
+        x = jnp.take(table, tokens, axis=0)
         if cfg.has_projection:
             x = nn.Dense(
                 cfg.hidden_size,

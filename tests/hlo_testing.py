@@ -1,0 +1,67 @@
+"""Which devices take part in each collective of a compiled XLA program (its HLO text).
+
+`collectives(hlo)` -> [(op, groups)], e.g. ("all-reduce", [[0, 2, 4, 6], [1, 3, 5, 7]]): device
+groups as positions in the program's device assignment (for a jit over a Mesh: positions in
+`mesh.devices.flat`). Reads the group notations XLA prints:
+    replica_groups={{0,1},{2,3}}                       explicit (`{}`: every device)
+    replica_groups=[4,2]<=[2,2,2]T(1,0,2)              iota: arange, reshape, transpose, reshape
+    replica_groups=mesh['axis_0'=4,'axis_1'=2], device_ids=([2,4]T(1,0)) {'axis_1'}
+                                                       one group per point of the other axes
+    source_target_pairs={{0,1},{1,0}}                  collective-permute: each pair a group
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_OP = re.compile(
+    r"^\s*(?:ROOT )?%\S+ = .*?\s"
+    r"(all-reduce|all-gather|reduce-scatter|all-to-all|collective-permute)(?:-start)?\("
+)
+_IOTA = r"\[([\d,]+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?"
+_MESH = (
+    r"replica_groups=mesh\[([^\]]*)\]"
+    r"(?:, device_ids=\(\[([\d,]+)\](?:T\(([\d,]+)\))?\))? \{([^}]*)\}"
+)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _iota(dims: str, perm: str | None) -> np.ndarray:
+    ids = np.arange(np.prod(_ints(dims))).reshape(_ints(dims))
+    return ids.transpose(_ints(perm)) if perm else ids
+
+
+def groups(line: str, num_devices: int) -> list[list[int]]:
+    """The device groups of one collective instruction line."""
+    if m := re.search(_MESH, line):
+        axes = [item.split("=") for item in m.group(1).split(",")]
+        names = [name.strip("'") for name, _ in axes]
+        shape = [int(size) for _, size in axes]
+        ids = _iota(m.group(2), m.group(3)) if m.group(2) else np.arange(np.prod(shape))
+        ids = ids.reshape(shape)
+        over = [names.index(a.strip().strip("'")) for a in m.group(4).split(",")]
+        rest = [i for i in range(len(shape)) if i not in over]
+        size = int(np.prod([shape[i] for i in over]))
+        return ids.transpose(rest + over).reshape(-1, size).tolist()
+    if m := re.search(r"replica_groups=" + _IOTA, line):
+        return _iota(m.group(2), m.group(3)).reshape(_ints(m.group(1))).tolist()
+    if m := re.search(r"replica_groups=\{((?:\{[\d,]*\},?)*)\}", line):
+        found = [_ints(g) for g in re.findall(r"\{([\d,]*)\}", m.group(1))]
+        return found or [list(range(num_devices))]
+    if m := re.search(r"source_target_pairs=\{((?:\{\d+,\d+\},?)*)\}", line):
+        return [[int(a), int(b)] for a, b in re.findall(r"\{(\d+),(\d+)\}", m.group(1))]
+    raise ValueError(f"no device groups found in: {line[:300]}")
+
+
+def collectives(hlo: str, num_devices: int) -> list[tuple[str, list[list[int]], str]]:
+    """(op, device groups, the instruction line) for every collective in the HLO text."""
+    out = []
+    for line in hlo.splitlines():
+        if m := _OP.search(line):
+            out.append((m.group(1), groups(line, num_devices), line.strip()))
+    return out
