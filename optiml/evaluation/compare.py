@@ -4,7 +4,14 @@
 
 Arguments are report.json files or run directories holding one. For every level the command
 prints the combined score, the mean per shot setting and every category, as `A | B | B-A`;
-a row one report lacks shows "-".
+a row one report lacks shows "-". Either side may be a model of the paper's Tables 9-14:
+
+    python -m optiml.evaluation.compare paper:opt-iml-30b runs/quickstart
+    python -m optiml.evaluation.compare paper:opt-30b paper:opt-iml-30b
+
+A paper model against a run lists every published cell the run also measured (same tasks, shots
+and metric), with the protocol marks of `optiml.evaluation.paper`; two paper models, every cell
+both have.
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optiml.bench.levels import LEVELS
+from optiml.evaluation import paper
 from optiml.evaluation.report import LEVEL_TITLES, load_report
+
+PAPER = "paper:"
 
 
 def _cell(value: float | None) -> str:
@@ -57,19 +67,61 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any], names: Sequence[str] = (
     return "\n".join(lines)
 
 
+def compare_with_paper(model: str, report: Mapping[str, Any], name: str, paper_first: bool) -> str:
+    """Markdown: `model`'s published cells that `report` also measured, paper vs run."""
+    model = paper.resolve_model(model)
+    left, right = (f"paper: {model}", name) if paper_first else (name, f"paper: {model}")
+    lines = [f"# {left} vs {right}", "", f"| cell | {left} | {right} | {right} - {left} | marks |"]
+    lines.append("|---|---|---|---|---|")
+    for row in paper.compare(report["scores"], model):
+        a, b = (row["paper"], row["ours"]) if paper_first else (row["ours"], row["paper"])
+        cell = f"Table {row['table']} {row['task']} {row['shots']}-shot {row['metric']}"
+        marks = "; ".join(row["marks"])
+        lines.append(f"| {cell} | {_cell(a)} | {_cell(b)} | {_diff(a, b)} | {marks} |")
+    if len(lines) == 4:
+        lines.append(f"| (no cell of {model} was measured by {name}) | | | | |")
+    return "\n".join(lines)
+
+
+def compare_paper_models(a: str, b: str) -> str:
+    """Markdown: every cell of Tables 9-14 that both paper models have."""
+    a, b = paper.resolve_model(a), paper.resolve_model(b)
+    values: dict[tuple, dict[str, float]] = {}
+    for c in paper.cells():
+        if c.model in (a, b):
+            values.setdefault((c.table, c.task, c.shots, c.metric), {})[c.model] = c.value
+    lines = [f"# {a} vs {b}", "", f"| cell | {a} | {b} | {b} - {a} |", "|---|---|---|---|"]
+    for (table, task, shots, metric), v in values.items():
+        if a in v and b in v:
+            cell = f"Table {table} {task} {shots}-shot {metric}"
+            lines.append(f"| {cell} | {_cell(v[a])} | {_cell(v[b])} | {_diff(v[a], v[b])} |")
+    return "\n".join(lines)
+
+
+def render(a: str, b: str) -> str:
+    """The comparison for two command-line arguments (run dirs, report.json files, paper:X)."""
+    if a.startswith(PAPER) and b.startswith(PAPER):
+        return compare_paper_models(a.removeprefix(PAPER), b.removeprefix(PAPER))
+    if a.startswith(PAPER):
+        return compare_with_paper(a.removeprefix(PAPER), load_report(b), b, paper_first=True)
+    if b.startswith(PAPER):
+        return compare_with_paper(b.removeprefix(PAPER), load_report(a), a, paper_first=False)
+    return compare(load_report(a), load_report(b), names=(a, b))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m optiml.evaluation.compare", description=__doc__
     )
-    parser.add_argument("a", help="first report.json (or run directory)")
-    parser.add_argument("b", help="second report.json (or run directory)")
+    parser.add_argument("a", help="first report.json, run directory or paper:MODEL")
+    parser.add_argument("b", help="second report.json, run directory or paper:MODEL")
     args = parser.parse_args(argv)
     try:
-        report_a, report_b = load_report(args.a), load_report(args.b)
+        text = render(args.a, args.b)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(compare(report_a, report_b, names=(args.a, args.b)))
+    print(text)
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 
 from optiml import checkpointing, partitioning
+from optiml.evaluation import paper
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.inference import Inferencer
 from optiml.evaluation.plan import EvalTask, plan_from_registry
@@ -51,6 +52,7 @@ def evaluate(
     length_normalization: str = "none",
     mesh: partitioning.MeshConfig | None = None,
     title: str = "",
+    paper_model: str | None = "OPT-IML 30B",
 ) -> dict[str, Any]:
     """Evaluates a model on the OPT-IML levels and writes/prints the generalization report.
 
@@ -62,9 +64,13 @@ def evaluate(
     max_examples, benchmarks, max_tasks_per_level)`. Rank tasks score each option's summed
     log-likelihood with its EOS (`include_eos`) and rank them as `length_normalization` says
     ("none", "tokens", "characters"); the defaults are the paper's (see rank_classification) and
-    the report states them. Per-task results go to `<run_dir>/eval/`, so a rerun resumes.
+    the report states them. Per-task results go to `<run_dir>/eval/`, so a rerun resumes. The
+    report sets the run beside `paper_model`'s published numbers (a slug such as
+    `opt-iml-175b` or the paper's name; None: no comparison).
     """
     scoring = rc.Scoring(include_eos, length_normalization)
+    if paper_model is not None:
+        paper.resolve_model(paper_model)  # an unknown name fails now, not after the evaluation
     given = [n for n, v in (("params", params), ("params_dir", params_dir),
                             ("train_dir", train_dir)) if v is not None]  # fmt: skip
     if len(given) > 1:
@@ -97,4 +103,5 @@ def evaluate(
         max_new_tokens=max_new_tokens,
         share_prompts=share_prompts,
     )
-    return run_plan(plan, inferencer, run_dir, title=title or f"{phase} ({len(plan)} tasks)")
+    title = title or f"{phase} ({len(plan)} tasks)"
+    return run_plan(plan, inferencer, run_dir, title=title, paper_model=paper_model)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from optiml.bench.levels import LEVELS
+from optiml.evaluation import paper
 
 LEVEL_TITLES = {  # the paper's names (§4.1)
     "fully_heldout": "Fully held-out",
@@ -108,10 +109,15 @@ def _level_report(scores: list[TaskScore]) -> dict[str, Any]:
 
 
 def build_report(
-    scores: Iterable[TaskScore], title: str = "", notes: Sequence[str] = ()
+    scores: Iterable[TaskScore],
+    title: str = "",
+    notes: Sequence[str] = (),
+    paper_model: str | None = "OPT-IML 30B",
 ) -> dict[str, Any]:
     """Aggregate per-task scores level by level (levels without scores are left out); `notes`
-    (e.g. how rank classification scored the options) are printed under the title."""
+    (e.g. how rank classification scored the options) are printed under the title. `paper`
+    holds the published cells of `paper_model` (Tables 9-14) that this run also measured, with
+    the differences and protocol marks (`optiml.evaluation.paper`); None leaves it out."""
     scores = list(scores)
     if not scores:
         raise ValueError("no task scores to report")
@@ -125,12 +131,11 @@ def build_report(
         level_scores = [s for s in scores if s.level == level]
         if level_scores:
             levels[level] = _level_report(level_scores)
-    return {
-        "title": title,
-        "notes": list(notes),
-        "levels": levels,
-        "scores": [dataclasses.asdict(s) for s in sorted(scores, key=lambda s: (s.task, s.shots))],
-    }
+    rows = [dataclasses.asdict(s) for s in sorted(scores, key=lambda s: (s.task, s.shots))]
+    report = {"title": title, "notes": list(notes), "levels": levels, "scores": rows}
+    if paper_model:
+        report["paper"] = paper.report_section(rows, paper_model)
+    return report
 
 
 def _shot_columns(table: Mapping[str, Mapping[str, float]]) -> list[str]:
@@ -165,6 +170,8 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         lines += _table(data["categories"], "category") + [""]
         lines += _table(data["benchmarks"], "benchmark") + [""]
         lines += _table(data["tasks"], "category / task") + [""]
+    if "paper" in report:
+        lines += paper.format_markdown(report["paper"])
     return "\n".join(lines)
 
 
@@ -176,10 +183,14 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     levels = list(report["levels"].items())
+    compared = report.get("paper", {}).get("rows")
+    panels = len(levels) + (1 if compared else 0)
     fig, axes = plt.subplots(
-        len(levels), 1, figsize=(10, 3.5 * len(levels)), squeeze=False, constrained_layout=True
+        panels, 1, figsize=(10, 3.5 * panels), squeeze=False, constrained_layout=True
     )
-    for ax, (level, data) in zip(axes[:, 0], levels, strict=True):
+    if compared:
+        paper.plot(axes[-1, 0], report["paper"])
+    for ax, (level, data) in zip(axes[:, 0], levels, strict=False):
         names = list(data["categories"])
         columns = _shot_columns(data["categories"])
         width = 0.8 / max(len(columns), 1)

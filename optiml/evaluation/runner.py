@@ -154,13 +154,14 @@ def run_plan(
     run_dir: str | Path,
     *,
     title: str = "",
+    paper_model: str | None = "OPT-IML 30B",
     print_fn: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Evaluates every task of `plan` not yet saved in `run_dir`, then writes the report.
 
     With several processes, all of them run every task (the model is sharded over all) and
     process 0 alone writes; `run_dir` must be shared (e.g. GCS) so that every process sees
-    which tasks are done."""
+    which tasks are done. The report compares with `paper_model`'s published cells."""
     chief = jax.process_index() == 0
     run_dir = Path(run_dir)
     tasks = [s.task for s in plan]
@@ -184,7 +185,9 @@ def run_plan(
         records.append(record)
     notes = sorted({rc.Scoring(**r["spec"]["scoring"]).describe() for r in records
                     if r["spec"]["answer_type"] == "rank" and "scoring" in r["spec"]})  # fmt: skip
-    report = report_lib.build_report([_task_score(r) for r in records], title=title, notes=notes)
+    report = report_lib.build_report(
+        [_task_score(r) for r in records], title=title, notes=notes, paper_model=paper_model
+    )
     if chief:
         report_lib.write_report(report, run_dir)
     if print_fn is not None and chief:
