@@ -67,9 +67,9 @@ def _count(batch: dict) -> tuple[int, int]:
 # -- phases (each runs in a child process and prints one JSON line) --------------------------
 def phase_fast(args: argparse.Namespace) -> dict:
     from optiml.bench import mixing
-    from optiml.pipeline.stream import MixtureStream, check_counts, mixture_rates
+    from optiml.pipeline.stream import MixtureStream, check_counts, stream_tasks
 
-    tasks, counts = mixture_rates(args.mixture)  # optiml mixtures: TF-free, exact local counts
+    tasks, counts = stream_tasks(args.mixture)  # optiml mixtures: TF-free, exact local counts
     absent = mixing.mixture_rates(args.mixture).missing if args.mixture in mixing.MIXTURES else []
     rates_s = time.perf_counter() - START
 

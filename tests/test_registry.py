@@ -104,7 +104,7 @@ def test_malformed_task_file_is_left_out_and_mixture_still_works(
     )
     (tmp_path / "natinst" / "tasks" / f"{bad.source_id}.json").write_text(json.dumps({"x": 1}))
     monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
-    caches = (mixing.mixture_rates, mixing._count, niv2.instance_counts, niv2.load_task)
+    caches = (mixing.mixture_rates, mixing.count_examples, niv2.instance_counts, niv2.load_task)
     for fn in caches:
         fn.cache_clear()
     try:

@@ -14,7 +14,7 @@ def test_absent_sources_are_named_and_never_take_the_mixture_down(data_dir, monk
     from optiml.bench import mixing
 
     mixing.mixture_rates.cache_clear()
-    mixing._count.cache_clear()
+    mixing.count_examples.cache_clear()
     r = mixing.mixture_rates("optiml_mix:train")
     rates = dict(r.rates)
     assert sum(rates.values()) == pytest.approx(1.0)

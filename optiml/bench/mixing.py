@@ -125,8 +125,9 @@ def level_tasks(spec: MixtureSpec) -> list[catalog.TaskRecord]:
 
 
 @functools.cache
-def _count(record: catalog.TaskRecord, split: str) -> int | str:
-    """Exact example count, or the reason the task is not available."""
+def count_examples(record: catalog.TaskRecord, split: str) -> int | str:
+    """Exact example count of a task's split (its loader's `count_examples`, cached), or the
+    reason the task is not available: no loader yet, its data absent or malformed."""
     loader = catalog.loader(record.benchmark)
     if loader is None:
         return f"no loader for benchmark {record.benchmark!r} yet"
@@ -144,7 +145,7 @@ def mixture_rates(mixture: str) -> MixtureRates:
     spec = MIXTURES[mixture]
     counts, reasons = {}, {}
     for rec in level_tasks(spec):
-        n = _count(rec, spec.split)
+        n = count_examples(rec, spec.split)
         if isinstance(n, str) or n == 0:
             reasons[rec.name] = n if isinstance(n, str) else f"no {spec.split!r} examples"
         else:

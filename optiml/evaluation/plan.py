@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import seqio
 
 import optiml.registry  # noqa: F401  (registers every task)
-from optiml.bench import catalog, levels, names
+from optiml.bench import catalog, levels, mixing, names
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.metrics import is_xlingual
 
@@ -95,18 +95,16 @@ def plan_from_registry(
         if record.name not in registered:
             logging.info("%s: no loader registered it, not evaluated", record.name)
             continue
-        loader = catalog.loader(record.benchmark)
-        try:
-            available = loader.count_examples(record, split) > 0
-        except (OSError, ValueError, KeyError) as error:
-            logging.info("%s: not available locally (%s)", record.name, error)
-            continue
-        if not available:
+        count = mixing.count_examples(record, split)
+        if isinstance(count, str):
+            logging.info("%s: not available locally (%s)", record.name, count)
+        if isinstance(count, str) or count == 0:
             continue
         key = (level, record.benchmark)
         if max_tasks_per_level is not None and per_level.get(key, 0) >= max_tasks_per_level:
             continue
         per_level[key] = per_level.get(key, 0) + 1
+        loader = catalog.loader(record.benchmark)
         variants = [(None, 0)] + sorted(getattr(loader, "VARIANTS", {}).items(), key=lambda v: v[1])
         for variant, k in variants:
             if shots is not None and k not in shots:

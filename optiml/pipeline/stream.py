@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from optiml.bench import mixing
 from optiml.pipeline import cache, features
 from optiml.token_ids import BOS_ID
 
@@ -58,6 +59,54 @@ def counter_uniforms(seed: int, start: int, count: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = np.arange(start, start + count, dtype=np.uint64) ^ key
     return (_splitmix64(_splitmix64(x)) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+class Sampler:
+    """The mixture's global example sequence, drawn one example at a time (the module docstring
+    says how); its state is `example` (k) and `counts` (draws per task so far).
+
+        >>> s = Sampler(["a", "b"], [0.7, 0.3], sizes=[5, 2], seed=0)
+        >>> [s.draw() for _ in range(3)]      # (task position, example index in that task)
+        [(0, 0), (0, 3), (1, 0)]
+    """
+
+    def __init__(
+        self, names: Sequence[str], rates: Sequence[float], sizes: Sequence[int], seed: int
+    ) -> None:
+        total = float(sum(rates))
+        self.rates = np.asarray(rates, np.float64) / total
+        self.seed = seed
+        self._cumulative = np.cumsum(self.rates)
+        self._sizes = np.asarray(sizes, np.int64)
+        self._name_keys = [zlib.crc32(n.encode()) for n in names]
+        self._perms: dict[int, tuple[int, np.ndarray]] = {}
+        self._choice_start, self._choices = -1, np.zeros([0], np.int64)
+        self.example, self.counts = 0, np.zeros(len(self._sizes), np.int64)
+
+    def _task_of(self, k: int) -> int:
+        start = k - k % _CHUNK
+        if start != self._choice_start:
+            u = counter_uniforms(self.seed, start, _CHUNK)
+            self._choices = np.minimum(
+                np.searchsorted(self._cumulative, u, side="right"), len(self._sizes) - 1
+            )
+            self._choice_start = start
+        return int(self._choices[k - start])
+
+    def _permutation(self, t: int, epoch: int) -> np.ndarray:
+        cached = self._perms.get(t)
+        if cached is None or cached[0] != epoch:
+            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self._name_keys[t], epoch])
+            cached = self._perms[t] = (epoch, rng.permutation(int(self._sizes[t])))
+        return cached[1]
+
+    def draw(self) -> tuple[int, int]:
+        """The next example: (task position, example index within the task)."""
+        t = self._task_of(self.example)
+        self.example += 1
+        epoch, position = divmod(int(self.counts[t]), int(self._sizes[t]))
+        self.counts[t] += 1
+        return t, int(self._permutation(t, epoch)[position])
 
 
 class MixtureStream:
@@ -129,17 +178,12 @@ class MixtureStream:
             )
         self.task_names = names
         self.num_examples = dict(zip(names, sizes, strict=True))  # cached examples per task
-        total = float(sum(rates))
-        self.rates = {n: r / total for n, r in zip(names, rates, strict=True)}
-        self._cumulative = np.cumsum(np.asarray(rates) / total)
-        self._sizes = np.asarray(sizes, np.int64)
-        self._name_keys = [zlib.crc32(n.encode()) for n in names]
+        self.sampler = Sampler(names, rates, sizes, seed)
+        self.rates = dict(zip(names, self.sampler.rates.tolist(), strict=True))
         self._fingerprint = hashlib.sha1(
             json.dumps([names, rates, sizes, length, pool_size]).encode()
         ).hexdigest()[:16]
         self._tasks: list[cache.CachedTask | None] = [None] * len(names)
-        self._perms: dict[int, tuple[int, np.ndarray]] = {}
-        self._choice_start, self._choices = -1, np.zeros([0], np.int64)
         self.set_state(None)
 
     # -- the global example sequence --------------------------------------------------------
@@ -149,30 +193,9 @@ class MixtureStream:
             task = self._tasks[t] = cache.CachedTask(self.cache_dir, self.split, self.task_names[t])
         return task
 
-    def _task_of(self, k: int) -> int:
-        start = k - k % _CHUNK
-        if start != self._choice_start:
-            u = counter_uniforms(self.seed, start, _CHUNK)
-            self._choices = np.minimum(
-                np.searchsorted(self._cumulative, u, side="right"), len(self.task_names) - 1
-            )
-            self._choice_start = start
-        return int(self._choices[k - start])
-
-    def _permutation(self, t: int, epoch: int) -> np.ndarray:
-        cached = self._perms.get(t)
-        if cached is None or cached[0] != epoch:
-            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self._name_keys[t], epoch])
-            cached = self._perms[t] = (epoch, rng.permutation(int(self._sizes[t])))
-        return cached[1]
-
     def _draw(self) -> tuple[tuple[int, int], int]:
         """The next example of the global sequence: ((task, index), its length)."""
-        t = self._task_of(self._example)
-        self._example += 1
-        epoch, position = divmod(int(self._counts[t]), int(self._sizes[t]))
-        self._counts[t] += 1
-        index = int(self._permutation(t, epoch)[position])
+        t, index = self.sampler.draw()
         return (t, index), int(self._task(t).lengths[index])
 
     # -- batches -------------------------------------------------------------------------
@@ -208,9 +231,9 @@ class MixtureStream:
             "format": STATE_FORMAT,
             "fingerprint": self._fingerprint,
             "seed": self.seed,
-            "example": self._example,
+            "example": self.sampler.example,
             "rows": self._rows,
-            "counts": self._counts.tolist(),
+            "counts": self.sampler.counts.tolist(),
             "pool": [[int(t), int(i)] for (t, i), _ in self._planner.pool],
         }
 
@@ -218,8 +241,8 @@ class MixtureStream:
         """Resume from `get_state()` output (None: the start of the stream)."""
         self._planner = features.Planner(self.length, self.pool_size)
         if state is None:
-            self._example, self._rows = 0, 0
-            self._counts = np.zeros(len(self.task_names), np.int64)
+            self._rows = 0
+            self.sampler.example, self.sampler.counts = 0, np.zeros(len(self.task_names), np.int64)
             return
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"stream state format {state.get('format')} != {STATE_FORMAT}")
@@ -229,21 +252,21 @@ class MixtureStream:
                 f"(fingerprint {state['fingerprint']}, seed {state['seed']}; this stream: "
                 f"{self._fingerprint}, seed {self.seed})"
             )
-        self._example, self._rows = int(state["example"]), int(state["rows"])
-        self._counts = np.asarray(state["counts"], np.int64)
+        self._rows = int(state["rows"])
+        self.sampler.example = int(state["example"])
+        self.sampler.counts = np.asarray(state["counts"], np.int64)
         for t, i in state["pool"]:
             self._planner.pool.append(((t, i), min(int(self._task(t).lengths[i]), self.length)))
 
 
-def mixture_rates(mixture: str) -> tuple[list[tuple[str, float]], dict[str, int]]:
-    """(task name, rate) pairs of a mixture, and the exact example counts behind them if known.
+def stream_tasks(mixture: str) -> tuple[list[tuple[str, float]], dict[str, int]]:
+    """What `MixtureStream` takes for a mixture: (task name, rate) pairs, and the exact example
+    counts behind them if known (`check_counts` compares the cache with them).
 
     optiml's own mixtures (`optiml_mix:*`) come TF-free from `optiml.bench.mixing.mixture_rates`
     (which also lists the absent tasks); any other registered seqio mixture through seqio
     (imports TensorFlow; rates as `seqio.Mixture.get_rate` computes them, counts unknown).
     """
-    from optiml.bench import mixing
-
     if mixture in mixing.MIXTURES:
         rates = mixing.mixture_rates(mixture)
         return list(rates.rates), dict(rates.counts)
@@ -287,7 +310,7 @@ def from_mixture(
     the split: `python -m optiml.pipeline.prepare --mixture=... --split=...`; a cache whose counts
     differ from the data's exact counts (prepared before the data or the task changed) is refused.
     """
-    rates, counts = mixture_rates(mixture)
+    rates, counts = stream_tasks(mixture)
     stream = MixtureStream(
         cache_dir,
         rates,

@@ -15,7 +15,6 @@ uses the OPT vocabulary (seqio, TensorFlow: ~10 s to import).
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -77,7 +76,7 @@ def task_rows(
         row = asdict(r)
         row["languages"] = list(r.languages)
         if split is not None or present:
-            n = mixing._count(r, split or "train")
+            n = mixing.count_examples(r, split or "train")
             row["examples"], row["reason"] = (None, n) if isinstance(n, str) else (n, None)
             if present and not row["examples"]:
                 continue
@@ -85,16 +84,30 @@ def task_rows(
     return rows
 
 
-def benchmark_rows() -> list[dict]:
-    """One dict per declared benchmark: its benchmarks.tsv fields, catalog task count, and
-    whether its loader module exists yet."""
+def benchmark_rows(count: bool = False) -> list[dict]:
+    """One dict per declared benchmark: its benchmarks.tsv fields, `catalog_tasks` and
+    `has_loader` (its loader module exists yet); with `count`, the local data too (exact counts):
+    `tasks_here` (tasks with an example), `categories` (of the catalog tasks), `categories_here`,
+    `train_examples`, `test_examples` (the `test` split: what evaluation reads)."""
     rows = []
     for key, b in catalog.benchmarks().items():
-        row = asdict(b)
-        row["catalog_tasks"] = len(catalog.tasks(key))
+        records = catalog.tasks(key)
+        row = {**asdict(b), "catalog_tasks": len(records)}
         row["has_loader"] = catalog.loader(key) is not None
+        if count:
+            sizes = {r.name: [_examples(r, s) for s in ("train", "test")] for r in records}
+            here = [r for r in records if any(sizes[r.name])]
+            row.update(tasks_here=len(here), categories=len({r.category for r in records}))
+            row.update(categories_here=len({r.category for r in here}))
+            row["train_examples"] = sum(n for n, _ in sizes.values())
+            row["test_examples"] = sum(n for _, n in sizes.values())
         rows.append(row)
     return rows
+
+
+def _examples(record: catalog.TaskRecord, split: str) -> int:
+    n = mixing.count_examples(record, split)
+    return 0 if isinstance(n, str) else n
 
 
 def category_rows() -> list[dict]:
@@ -168,25 +181,13 @@ def stream_order(
     rates: Sequence[tuple[str, float]], counts: dict[str, int], seed: int, n: int
 ) -> list[tuple[str, int]]:
     """The first `n` (task, example index) that `MixtureStream(cache, rates, seed=seed)` draws
-    (before packing) when every task is in its cache with `counts[task]` examples:
-    task k = searchsorted(cumulative rates, counter uniform k); the c-th draw of a task with m
-    examples is perm(epoch = c // m)[c % m], perm seeded by (seed, crc32(task name), epoch)."""
-    tasks = [t for t, r in rates if r > 0]
-    weights = np.asarray([r for _, r in rates if r > 0], np.float64)
-    cumulative = np.cumsum(weights / weights.sum())
-    chosen = np.searchsorted(cumulative, stream.counter_uniforms(seed, 0, n), side="right")
-    drawn: Counter = Counter()
-    perms: dict[tuple[int, int], np.ndarray] = {}
-    out = []
-    for t in np.minimum(chosen, len(tasks) - 1).tolist():
-        name, size = tasks[t], counts[tasks[t]]
-        epoch, position = divmod(drawn[t], size)
-        drawn[t] += 1
-        if (t, epoch) not in perms:
-            rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(name.encode()), epoch])
-            perms[(t, epoch)] = rng.permutation(size)
-        out.append((name, int(perms[(t, epoch)][position])))
-    return out
+    (before packing) when every task is in its cache with `counts[task]` examples: the stream's
+    own `stream.Sampler`, over the tasks with a positive rate."""
+    tasks = [(t, r) for t, r in rates if r > 0]
+    sampler = stream.Sampler(
+        [t for t, _ in tasks], [r for _, r in tasks], [counts[t] for t, _ in tasks], seed
+    )
+    return [(tasks[t][0], index) for t, index in (sampler.draw() for _ in range(n))]
 
 
 def export_examples(

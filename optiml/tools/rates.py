@@ -15,6 +15,7 @@ import sys
 from typing import TextIO
 
 from optiml.bench import mixing, names
+from optiml.tools import inspection
 from optiml.validation import number
 
 
@@ -25,39 +26,33 @@ def report(
     examples_per_row: float = 1.0,
     top: int | None = None,
     out: TextIO = sys.stdout,
-) -> mixing.MixtureRates:
-    """Write the rate table of `mixture` to `out` and return its MixtureRates."""
-    rates = mixing.mixture_rates(mixture)
-    spec = mixing.MIXTURES[mixture]
-    drawn = steps * batch * examples_per_row if steps else None
+) -> dict:
+    """Write the rate table of `mixture` (`inspection.mixture_summary`) to `out`; return it."""
+    summary = inspection.mixture_summary(mixture, steps, batch, examples_per_row)
+    drawn, recipe = summary["drawn"], mixing.MIXTURES[summary["mixture"]].recipe
     w = out.write
-    recipe = spec.recipe
-    w(f"mixture {mixture}: level={spec.level} split={spec.split} ")
+    w(f"mixture {summary['mixture']}: level={summary['level']} split={summary['split']} ")
     w(f"recipe={'uncapped examples-proportional' if recipe is None else recipe}\n")
-    w(f"present tasks: {len(rates.rates)}  absent: {len(rates.missing)}  ")
-    w(f"absent benchmarks: {', '.join(rates.missing_benchmarks) or 'none'}\n")
+    w(f"present tasks: {len(summary['tasks'])}  absent: {len(summary['missing'])}  ")
+    w(f"absent benchmarks: {', '.join(summary['missing_benchmarks']) or 'none'}\n")
     if drawn:
         w(f"examples drawn: {steps} steps x {batch} rows x {examples_per_row:g} examples/row ")
         w(f"= {drawn:,.0f}\n")
     w("\nbenchmark            share      tasks   examples\n")
-    for bench, share in sorted(rates.benchmark_rates.items(), key=lambda x: -x[1]):
-        members = [n for n, _ in rates.rates if names.parse_task_name(n).benchmark == bench]
-        total = sum(rates.counts[n] for n in members)
-        w(f"{bench:<18} {share:>8.4%} {len(members):>8} {total:>10,}\n")
+    for b in summary["benchmarks"]:
+        w(f"{b['benchmark']:<18} {b['share']:>8.4%} {b['tasks']:>8} {b['examples']:>10,}\n")
     w(f"\n{'task':<72} {'examples':>9} {'rate':>9}")
     w(f" {'drawn':>10} {'epochs':>8}\n" if drawn else "\n")
-    ordered = sorted(rates.rates, key=lambda x: (-x[1], x[0]))
-    for name, rate in ordered[:top]:
-        n = rates.counts[name]
-        w(f"{name:<72} {n:>9,} {rate:>9.5%}")
-        w(f" {rate * drawn:>10,.0f} {rate * drawn / n:>8.2f}\n" if drawn else "\n")
-    if top is not None and len(ordered) > top:
-        w(f"... {len(ordered) - top} more tasks\n")
-    if rates.missing:
-        w(f"\nabsent locally ({len(rates.missing)}), left out and rates renormalised:\n")
-        for name in rates.missing:
-            w(f"  {name}: {rates.reasons[name]}\n")
-    return rates
+    for t in summary["tasks"][:top]:
+        w(f"{t['task']:<72} {t['examples']:>9,} {t['rate']:>9.5%}")
+        w(f" {t['drawn']:>10,.0f} {t['epochs']:>8.2f}\n" if drawn else "\n")
+    if top is not None and len(summary["tasks"]) > top:
+        w(f"... {len(summary['tasks']) - top} more tasks\n")
+    if summary["missing"]:
+        w(f"\nabsent locally ({len(summary['missing'])}), left out and rates renormalised:\n")
+        for m in summary["missing"]:
+            w(f"  {m['task']}: {m['reason']}\n")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:

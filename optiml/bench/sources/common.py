@@ -18,9 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from optiml.bench import catalog, levels
-from optiml.bench.sources.niv2 import DELIMITERS
 
 SPLITS = ("train", "validation", "test")
+# The answer delimiters of OPT-IML §2.4; the paper prints the last one as "\output:", read here
+# as "\noutput:".
+DELIMITERS = (
+    "\nAnswer:", " Answer:", "\nA:", " A:", "\nOutput:", " Output:", "\nanswer:", "\noutput:"
+)  # fmt: skip
 VALIDATION_LIMIT = 250  # paper §4.1: at most 250 examples per task in validation
 
 
@@ -160,20 +164,54 @@ def lazy_source(examples_fn: Callable[..., Sequence[Example]]) -> Callable[..., 
     return make_source
 
 
-def instruction_examples(
-    record: catalog.TaskRecord,
-    split: str,
-    rows: dict[str, list[tuple[str, tuple[str, ...]]]],
-    instruction: str,
+Rows = dict[str, list[tuple[str, tuple[str, ...]]]]  # source split -> [(input, outputs)]
+
+
+def keyword_loader(
+    load_rows: Callable[[str], Rows],
+    instruction: Callable[[catalog.TaskRecord], str],
     *,
-    seed: int = 0,
-) -> list[Example]:
-    """Keyword-style sources (CrossFit, ExMix, UnifiedSKG): `instruction\\n\\n<input>` + a
-    delimiter -> one of the outputs (picked per example), all outputs kept as references.
-    `rows` maps source splits to (input, outputs) pairs; see `split_rows`."""
-    out = []
-    for i, (text, outputs) in enumerate(split_rows(record, split, rows)):
-        answer = outputs[pick(seed, len(outputs), "output", record.task, i)]
-        prompt = f"{instruction}\n\n{text.strip()}"
-        out.append(make_example(record.task, str(i), prompt, answer, seed=seed, references=outputs))
-    return out
+    rank_over_label_set: bool = False,
+) -> tuple[Callable[..., list[Example]], Callable[..., int], Callable[..., Any]]:
+    """The loader protocol (`examples`, `count_examples`, `make_source`) of a keyword-style source
+    (CrossFit, ExMix, UnifiedSKG), in a loader module:
+
+        examples, count_examples, make_source = common.keyword_loader(load_rows, instruction)
+
+    `load_rows(source_id)` gives the task's (input, outputs) rows per source split (see
+    `split_rows`). An example is `instruction(record)\\n\\n<input>` + a delimiter -> one of the
+    outputs (picked per example), all outputs kept as references. With `rank_over_label_set`, a
+    `rank` task's options are its label set (every output in its files), its answer the first."""
+
+    def examples(
+        record: catalog.TaskRecord, split: str, *, num_demos: int = 0, seed: int = 0
+    ) -> list[Example]:
+        del num_demos
+        rows = load_rows(record.source_id)
+        label_set = ()
+        if rank_over_label_set and record.answer_type == "rank":
+            label_set = sorted({o for pairs in rows.values() for _, outs in pairs for o in outs})
+        out = []
+        for i, (text, outputs) in enumerate(split_rows(record, split, rows)):
+            prompt = f"{instruction(record)}\n\n{text.strip()}"
+            if label_set:
+                answer, refs = outputs[0], None
+            else:
+                answer, refs = outputs[pick(seed, len(outputs), "output", record.task, i)], outputs
+            out.append(
+                make_example(
+                    record.task,
+                    str(i),
+                    prompt,
+                    answer,
+                    seed=seed,
+                    references=refs,
+                    options=label_set,
+                )
+            )
+        return out
+
+    def count_examples(record: catalog.TaskRecord, split: str) -> int:
+        return len(split_rows(record, split, load_rows(record.source_id)))
+
+    return examples, count_examples, lazy_source(examples)

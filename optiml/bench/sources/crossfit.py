@@ -84,30 +84,6 @@ def _load_rows(task: str, folder: Path) -> dict[str, list[tuple[str, tuple]]]:
     return out
 
 
-def examples(
-    record: catalog.TaskRecord, split: str, *, num_demos: int = 0, seed: int = 0
-) -> list[common.Example]:
-    del num_demos
-    rows = load_rows(record.source_id)
-    if record.answer_type != "rank":
-        return common.instruction_examples(record, split, rows, instruction(record), seed=seed)
-    # classification: the options are the task's label set (every output seen in its files)
-    options = sorted({o for pairs in rows.values() for _, outs in pairs for o in outs})
-    return [
-        common.make_example(
-            record.task,
-            str(i),
-            f"{instruction(record)}\n\n{text.strip()}",
-            outs[0],
-            seed=seed,
-            options=options,
-        )  # fmt: skip
-        for i, (text, outs) in enumerate(common.split_rows(record, split, rows))
-    ]
-
-
-def count_examples(record: catalog.TaskRecord, split: str) -> int:
-    return len(common.split_rows(record, split, load_rows(record.source_id)))
-
-
-make_source = common.lazy_source(examples)
+examples, count_examples, make_source = common.keyword_loader(
+    load_rows, instruction, rank_over_label_set=True
+)

@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 from optiml import paths
-from optiml.bench import catalog
 from optiml.bench.sources import common
 
 VARIANTS: dict[str, int] = {}
@@ -71,18 +70,6 @@ def _load_rows(task: str, folder: Path) -> dict[str, list[tuple[str, tuple]]]:
     return out
 
 
-def examples(
-    record: catalog.TaskRecord, split: str, *, num_demos: int = 0, seed: int = 0
-) -> list[common.Example]:
-    del num_demos
-    rows = load_rows(record.source_id)
-    return common.instruction_examples(
-        record, split, rows, INSTRUCTIONS[record.source_id], seed=seed
-    )
-
-
-def count_examples(record: catalog.TaskRecord, split: str) -> int:
-    return len(common.split_rows(record, split, load_rows(record.source_id)))
-
-
-make_source = common.lazy_source(examples)
+examples, count_examples, make_source = common.keyword_loader(
+    load_rows, lambda record: INSTRUCTIONS[record.source_id]
+)

@@ -34,13 +34,11 @@ from pathlib import Path
 
 from optiml import paths
 from optiml.bench import catalog, levels
+from optiml.bench.sources import common
+from optiml.bench.sources.common import DELIMITERS, Example
 
 log = logging.getLogger(__name__)
 
-# OPT-IML §2.4; the paper prints the last one as "\output:", read here as "\noutput:".
-DELIMITERS = (
-    "\nAnswer:", " Answer:", "\nA:", " A:", "\nOutput:", " Output:", "\nanswer:", "\noutput:"
-)  # fmt: skip
 SPLIT_LIMITS = {"test": 100, "validation": 250}
 SPLITS = ("train", "validation", "test")
 VARIANTS = {"2shot": 2, "5shot": 5}  # few-shot evaluation variants: `optiml:niv2:<task>#2shot`
@@ -58,16 +56,6 @@ class NIV2Task:
     definition: str
     positive_examples: tuple[tuple[str, str], ...]  # (input, output)
     instances: tuple[tuple[str, str, tuple[str, ...]], ...]  # (id, input, outputs)
-
-
-@dataclass(frozen=True)
-class Example:
-    """One rendered example: `inputs` is the prompt, `targets` starts with a space."""
-
-    id: str
-    inputs: str
-    targets: str
-    references: tuple[str, ...]
 
 
 def natinst_dir() -> Path:
@@ -236,38 +224,4 @@ def examples(
     )  # fmt: skip
 
 
-def make_source(record: catalog.TaskRecord, *, num_demos: int = 0, seed: int = 0):
-    """A lazy seqio source for one NIV2 task (loader protocol): nothing is read until used."""
-    import seqio
-
-    fn = dataset_fn(record.source_id, heldout_key(record), num_demos, seed)
-    return seqio.FunctionDataSource(fn, splits=SPLITS)
-
-
-def dataset_fn(task_id: str, heldout: str | None, num_demos: int, prompt_seed: int):
-    """A seqio `FunctionDataSource` dataset_fn over one task file (read when called)."""
-
-    def fn(split: str, shuffle_files: bool = False, seed: int | None = None):
-        import tensorflow as tf
-
-        del shuffle_files, seed  # one file per task; order is the file's, shuffling is seqio's
-        examples = render_examples(
-            load_task(task_id), split, heldout=heldout, num_demos=num_demos, seed=prompt_seed
-        )
-
-        def gen():
-            for e in examples:
-                yield {
-                    "id": e.id,
-                    "task": task_id,
-                    "inputs": e.inputs,
-                    "targets": e.targets,
-                    "references": list(e.references),
-                }
-
-        scalar = tf.TensorSpec([], tf.string)
-        signature = {k: scalar for k in ("id", "task", "inputs", "targets")}
-        signature["references"] = tf.TensorSpec([None], tf.string)
-        return tf.data.Dataset.from_generator(gen, output_signature=signature)
-
-    return fn
+make_source = common.lazy_source(examples)  # a seqio source; nothing is read until used
