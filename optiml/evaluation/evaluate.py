@@ -28,7 +28,7 @@ from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.inference import Inferencer
 from optiml.evaluation.plan import EvalTask, plan_from_registry
 from optiml.evaluation.runner import run_plan
-from optiml.models import convert, opt
+from optiml.models import convert, opt, quantize
 
 
 def evaluate(
@@ -53,6 +53,9 @@ def evaluate(
     mesh: partitioning.MeshConfig | None = None,
     title: str = "",
     paper_model: str | None = "OPT-IML 30B",
+    weight_bits: int = 16,
+    weight_kind: str = "int",
+    weight_block: int = 64,
 ) -> dict[str, Any]:
     """Evaluates a model on the OPT-IML levels and writes/prints the generalization report.
 
@@ -66,9 +69,13 @@ def evaluate(
     ("none", "tokens", "characters"); the defaults are the paper's (see rank_classification) and
     the report states them. Per-task results go to `<run_dir>/eval/`, so a rerun resumes. The
     report sets the run beside `paper_model`'s published numbers (a slug such as
-    `opt-iml-175b` or the paper's name; None: no comparison).
+    `opt-iml-175b` or the paper's name; None: no comparison). `weight_bits` 8 or 4 (`weight_kind`
+    "int" or "float" for 4 bits) evaluates with k-bit block kernels, absmax scales per
+    `weight_block` values (`optiml.models.quantize`); the report notes it.
     """
     scoring = rc.Scoring(include_eos, length_normalization)
+    weights = quantize.weight_format(weight_bits, weight_kind)
+    quantize.check(weights, weight_block)
     if paper_model is not None:
         paper.resolve_model(paper_model)  # an unknown name fails now, not after the evaluation
     given = [n for n, v in (("params", params), ("params_dir", params_dir),
@@ -86,6 +93,11 @@ def evaluate(
     else:
         checkpoints = Path(train_dir or run_dir) / "checkpoints"
         params = checkpointing.restore_params(checkpoints, abstract, step)
+    if weights != "float":  # quantized on the host, then placed like the float kernels
+        params = quantize.quantize_params(params, weights, weight_block)
+        params = jax.device_put(params, quantize.quantized_axes(shardings, weights))
+        model_config = model_config.replace(weights=weights)
+        title = title or f"{phase}, {weights} weights (blocks of {weight_block})"
     if plan is None:
         plan = plan_from_registry(
             phase=phase,

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from optiml import token_ids
+from optiml.models import quantize
 
 POSITION_OFFSET = 2  # OPT looks positions up at index position + 2 (fairseq's padding_idx hack)
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by metaseq and transformers
@@ -61,6 +62,7 @@ class OPTConfig:
     param_dtype: str = "float32"
     scan_layers: bool = False  # nn.scan over layers: params stacked on a leading "layers" axis
     remat_policy: str = "none"  # one of REMAT_POLICIES
+    weights: str = "float"  # block kernels stored as "int8" | "int4" | "fp4" (quantize.py)
     pad_id: int = token_ids.PAD_ID
     bos_id: int = token_ids.BOS_ID
     eos_id: int = token_ids.EOS_ID
@@ -75,6 +77,7 @@ class OPTConfig:
             raise ValueError(
                 f"OPTConfig: remat_policy {self.remat_policy!r} not in {sorted(REMAT_POLICIES)}"
             )
+        quantize.check(self.weights, 64)
         for field in ("dtype", "param_dtype"):
             jnp.dtype(getattr(self, field))  # raises TypeError on an unknown dtype name
 
@@ -353,10 +356,10 @@ class OPTDecoder(nn.Module):
         x = nn.Dropout(cfg.dropout)(x, deterministic=deterministic)
         x = _constrain(x, ("batch", "length", "embed"))
 
-        block = OPTBlock
+        block = quantize.dequantizing(OPTBlock, cfg.weights, cfg.dtype)
         policy = REMAT_POLICIES[cfg.remat_policy]
         if cfg.remat_policy != "none":
-            block = nn.remat(OPTBlock, policy=policy, prevent_cse=not cfg.scan_layers)
+            block = nn.remat(block, policy=policy, prevent_cse=not cfg.scan_layers)
         if cfg.scan_layers:
             layers = nn.scan(
                 block,
