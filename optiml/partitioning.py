@@ -21,8 +21,8 @@ of `data` are the 4 slices. JAX's mesh utilities lay each slice out along its ph
 (`create_hybrid_device_mesh`). With the default `dcn_data=-1` the slices go on `data`, so with
 either rule set only the batch's gradient (and loss) reduction crosses DCN: tensor-parallel
 activation collectives (`model`) and FSDP gathers (`fsdp`) stay inside a slice unless
-`dcn_model` / `dcn_fsdp` say otherwise. Devices without a slice index (CPU, GPU) are one slice,
-or, once a DCN axis is set above 1, one slice per process (`process_is_granule`).
+`dcn_model` / `dcn_fsdp` say otherwise. Off TPUs (CPU, GPU) the whole job is one slice, or,
+once a DCN axis is set above 1, each process is one (`process_is_granule`).
 
 The same code runs on 1 CPU, 8 fake CPU devices, a GPU host, a TPU pod slice or several slices;
 on several hosts call `initialize_distributed` first and feed each host's rows through
@@ -207,8 +207,9 @@ def mesh_shape(config: MeshConfig, num_devices: int, num_slices: int = 1) -> tup
 
 def slices(devices: Sequence[Any], config: MeshConfig) -> list[list[Any]]:
     """The devices grouped into slices (the DCN granules), in slice order: by `slice_index` on
-    TPUs; elsewhere one group, or one per process once a DCN axis is set above 1."""
-    if hasattr(devices[0], "slice_index"):
+    TPUs; elsewhere (CPU, GPU: a multi-process CPU job reports slice_index 0 everywhere) one
+    group, or one per process once a DCN axis is set above 1."""
+    if devices[0].platform == "tpu":
         key = "slice_index"
     elif any(size > 1 for size in config.sizes("dcn_")):
         key = "process_index"  # JAX's process_is_granule
@@ -238,7 +239,7 @@ def device_grid(config: MeshConfig, devices: Sequence[Any] | None = None) -> np.
         ici,
         dcn,
         devices,
-        process_is_granule=not hasattr(devices[0], "slice_index"),
+        process_is_granule=devices[0].platform != "tpu",
         allow_split_physical_axes=split,
     )
 

@@ -6,6 +6,8 @@ One call: join the multi-host job (if configured) -> build the mesh -> resume fr
 checkpoint in `run_dir/checkpoints` (train state + data position), or start from random or
 imported weights -> for each step: next batch, sharded train step, check the loss and gradient
 norm are finite, metrics, periodic teacher-forced eval and checkpoint -> final checkpoint.
+On SIGTERM (a preempted TPU VM, `tpu_scripts/stop.sh`) the step boundary after it saves a
+checkpoint and `train` returns with one line (`optiml.preemption`); the same command resumes.
 
 Data is pluggable: `train_data` / `eval_data` are factories called as
 `factory(batch_size=B, process_index=i, process_count=n)` (B global) that return an iterator of
@@ -37,7 +39,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from optiml import checkpointing, flops, partitioning, train_step, validation
+from optiml import checkpointing, flops, partitioning, preemption, train_step, validation
 from optiml.models import convert, opt
 from optiml.optimizer import OptimizerConfig, make_optimizer, schedule
 from optiml.tf_devices import hide_gpus_from_tensorflow
@@ -151,6 +153,7 @@ def train(
         total=steps, initial=start, desc="train", disable=jax.process_index() != 0, file=sys.stdout
     )
     tick = time.perf_counter()
+    watcher = preemption.Watcher()  # SIGTERM: save at the next step boundary, return
     try:
         batch = _next(stream, start) if start < steps else None
         for step in range(start, steps):
@@ -167,7 +170,8 @@ def train(
             progress.update(1)
 
             done = step + 1
-            if done % log_every == 0 or done == steps:
+            preempted = watcher.reached(done)
+            if done % log_every == 0 or done == steps or preempted:
                 elapsed, tick = time.perf_counter() - tick, time.perf_counter()
                 metrics = _summarize_window(window, elapsed, batch_size * length)
                 if peak:
@@ -183,8 +187,14 @@ def train(
                 writer.write(done, {f"eval/{k}": v for k, v in eval_metrics.items()})
                 _say(f"step {done}: eval {_short(eval_metrics)}")
                 tick = time.perf_counter()  # eval time does not count against tokens/s
-            checkpointer.save(done, state, data_state, force=done == steps)
+            checkpointer.save(done, state, data_state, force=done == steps or preempted)
+            if preempted:
+                checkpointer.wait()
+                progress.close()
+                _say(f"SIGTERM: saved step {done} in {checkpointer.directory}; rerun to resume")
+                break
     finally:
+        watcher.close()
         progress.close()
         writer.close()
         checkpointer.close()  # waits for pending asynchronous saves

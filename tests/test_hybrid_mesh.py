@@ -35,10 +35,12 @@ class FakeTpu:
 
 @dataclasses.dataclass(frozen=True)
 class FakeCpu:
-    """A CPU device: no slice_index, so processes are the slices."""
+    """A CPU device of a multi-process job (slice_index is 0 on all of them): processes are the
+    slices."""
 
     id: int
     process_index: int
+    slice_index: int = 0
     platform: str = "cpu"
     device_kind: str = "cpu"
 
@@ -82,7 +84,7 @@ def test_fsdp_across_slices():
     assert [device.slice_index for device in grid.ravel()] == [0] * 8 + [1] * 8
 
 
-def test_processes_are_the_slices_on_devices_without_slice_index():
+def test_processes_are_the_slices_off_tpus():
     devices = [FakeCpu(i, process_index=i // 4) for i in range(8)]
     ids = np.vectorize(lambda device: device.id)
     hybrid = partitioning.device_grid(MeshConfig(data=2, model=2, dcn_data=2), devices)

@@ -4,7 +4,8 @@ Also a subprocess worker for the multi-process and SIGKILL tests:
     python tests/train_testing.py '{"run_dir": ..., "devices": 4, "steps": 6, ...}'
 runs `optiml.trainer.train` on the tiny model in a fresh process with `devices` fake CPU devices;
 optional keys: "distributed" (coordinator_address, num_processes, process_id), "mesh",
-"kill_at" (SIGKILL itself when asked for batch number kill_at), "checkpoint_every".
+"kill_at" / "term_at" / "raise_at" (SIGKILL itself, SIGTERM itself then "delay" seconds per
+later batch, or raise, when asked for batch number N), "checkpoint_every".
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 
 TINY = dict(
@@ -101,22 +103,29 @@ def train_tiny(run_dir, **overrides):
     return trainer.train(**{**options, **overrides})
 
 
-class _KillAt:
-    """Wraps a stream factory: the process SIGKILLs itself when asked for batch `at`."""
+class _InterruptAt:
+    """Wraps a stream factory: when asked for batch `at` the process is interrupted: "kill"
+    (SIGKILL: it dies there), "term" (SIGTERM: a preemption notice; then it waits `delay` seconds
+    before each later batch, steps as long as on a TPU so that hosts can agree where to stop) or
+    "raise" (a RuntimeError, like a crash in the input pipeline)."""
 
-    def __init__(self, factory, at: int) -> None:
-        self.factory, self.at = factory, at
+    def __init__(self, factory, at: int, how: str, delay: float = 0.0) -> None:
+        self.factory, self.at, self.how, self.delay = factory, at, how, delay
 
     def __call__(self, **kwargs):
+        import time
+
         stream = self.factory(**kwargs)
-        at = self.at
+        at, how, delay = self.at, self.how, self.delay
 
         class Stream:
             def __next__(self):
+                if stream.index == at and how == "raise":
+                    raise RuntimeError(f"interrupted by the test at batch {at}")
                 if stream.index == at:
-                    import signal
-
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getpid(), signal.SIGKILL if how == "kill" else signal.SIGTERM)
+                elif stream.index > at:
+                    time.sleep(delay)
                 return next(stream)
 
             def get_state(self):
@@ -128,14 +137,62 @@ class _KillAt:
         return Stream()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(
+    run_dir, *, processes: int = 1, devices: int = 8, only: dict | None = None, **args
+) -> list[tuple[int, str]]:
+    """Runs `worker` in `processes` fresh Python processes with `devices` fake CPU devices each,
+    joined over loopback into one jax.distributed job when processes > 1 -> [(return code,
+    stdout + stderr)] in process order. `args` go to every process, `only={i: {...}}` to one."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    address = f"127.0.0.1:{_free_port()}"
+    running = []
+    for process_id in range(processes):
+        worker_args = {"run_dir": str(run_dir), "devices": devices, **args}
+        worker_args |= (only or {}).get(process_id, {})
+        if processes > 1:
+            worker_args["distributed"] = dict(
+                coordinator_address=address, num_processes=processes, process_id=process_id
+            )
+        running.append(
+            subprocess.Popen(
+                [sys.executable, str(root / "tests" / "train_testing.py"), json.dumps(worker_args)],
+                cwd=root,
+                env={**os.environ, "PYTHONPATH": str(root)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    results = []
+    for process in running:
+        try:
+            out, _ = process.communicate(timeout=300)
+        finally:
+            process.kill()
+        results.append((process.returncode, out))
+    return results
+
+
 def worker(args: dict) -> None:
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args['devices']}"
     os.environ["JAX_PLATFORMS"] = "cpu"
     from optiml import partitioning
 
     data = synthetic()
-    if args.get("kill_at") is not None:
-        data = _KillAt(data, args["kill_at"])
+    for how in ("kill", "term", "raise"):
+        if args.get(f"{how}_at") is not None:
+            data = _InterruptAt(data, args[f"{how}_at"], how, args.get("delay", 0.0))
     distributed = args.get("distributed")
     train_tiny(
         args["run_dir"],
