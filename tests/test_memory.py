@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import pytest
 from flax.core import meta
 
+from optiml.models import opt
 from optiml.models.opt import OPTConfig, OPTDecoder, named_config
 from optiml.tools import memory
 
@@ -17,14 +18,14 @@ TINY = named_config("tiny")  # hidden 64, 2 layers, 4 heads (head_dim 16), ffn 2
 
 def test_opt_125m_has_the_published_parameter_count():
     # OPTForCausalLM("facebook/opt-125m") with its output layer tied to embed_tokens.
-    assert memory.param_count(named_config("125m")) == 125_239_296
+    assert opt.param_count(named_config("125m")) == 125_239_296
 
 
 @pytest.mark.parametrize(
     "size, billions", [("1.3b", 1.3), ("2.7b", 2.7), ("6.7b", 6.7), ("30b", 30.0), ("175b", 175.0)]
 )
 def test_named_sizes_round_to_their_names(size, billions):
-    count = memory.param_count(named_config(size))
+    count = opt.param_count(named_config(size))
     digits = 1 if billions < 100 else 0
     assert round(count / 1e9, digits) == billions
 
@@ -45,7 +46,7 @@ def test_param_count_matches_transformers_on_the_meta_device(config):
     pytest.importorskip("transformers")
     from opt_testing import hf_param_count
 
-    assert memory.param_count(config) == hf_param_count(config)
+    assert opt.param_count(config) == hf_param_count(config)
 
 
 def _model_tensors(config: OPTConfig) -> dict[str, tuple[tuple[int, ...], tuple]]:
@@ -75,6 +76,23 @@ def test_tensor_table_matches_the_models_params_and_logical_axes(config):
     counts = {t.name: t.count for t in memory.param_tensors(config)}
     assert counts["layers/*/fc1/kernel"] == config.num_layers
     assert counts["embed_tokens/embedding"] == 1
+
+
+def test_tensor_table_of_125m_and_350m_by_hand():
+    tensors = {
+        t.name: (t.shape, t.axes, t.count) for t in memory.param_tensors(named_config("125m"))
+    }
+    assert tensors["embed_tokens/embedding"] == ((50272, 768), ("vocab", "embed"), 1)
+    assert tensors["embed_positions/embedding"] == ((2050, 768), (None, "embed"), 1)
+    assert tensors["layers/*/fc1/kernel"] == ((768, 3072), ("embed", "mlp"), 12)
+    q, out = "layers/*/self_attn/q_proj/kernel", "layers/*/self_attn/out_proj/kernel"
+    assert tensors[q] == ((768, 12, 64), ("embed", "heads", "kv"), 12)
+    assert tensors[out] == ((12, 64, 768), ("heads", "kv", "embed"), 12)
+    assert len(tensors) == 2 + 16 + 2  # embeddings, 16 per layer, final LayerNorm
+    tensors = {t.name: (t.shape, t.axes) for t in memory.param_tensors(named_config("350m"))}
+    assert tensors["project_in/kernel"] == ((512, 1024), (None, "embed"))
+    assert tensors["project_out/kernel"] == ((1024, 512), ("embed", None))
+    assert "final_layer_norm/scale" not in tensors  # post-LN: no final LayerNorm
 
 
 def test_mesh_split_follows_the_partitioning_rules():

@@ -50,42 +50,43 @@ class Tensor:
     linear: bool  # a torch Linear weight: transposed between the two layouts
 
 
+HF_LEAF = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias"}
+
+
+def torch_shape(shape: tuple[int, ...], axes: tuple[str | None, ...], linear: bool):
+    """A param's torch shape: `heads` x `kv` is one dimension, and a Linear kernel [in, out]
+    is [out, in]: q_proj [H, heads, head_dim] -> (H, H), fc1 [H, F] -> (F, H)."""
+    dims: list[tuple[str | None, int]] = []
+    for size, axis in zip(shape, axes, strict=True):
+        if axis == "kv" and dims and dims[-1][0] == "heads":
+            dims[-1] = ("heads", dims[-1][1] * size)
+        else:
+            dims.append((axis, size))
+    sizes = tuple(size for _, size in dims)
+    return sizes[::-1] if linear else sizes
+
+
 def tensors(config: opt.OPTConfig) -> list[Tensor]:
-    """Every parameter of `config` as (HF name, optiml path, shapes), in HF order."""
-    h, f, w = config.hidden_size, config.ffn_dim, config.word_dim
-    out = [
-        Tensor("model.decoder.embed_tokens.weight", ("embed_tokens", "embedding"), None,
-               (config.vocab_size, w), False),
-        Tensor("model.decoder.embed_positions.weight", ("embed_positions", "embedding"), None,
-               (config.max_positions + opt.POSITION_OFFSET, h), False),
-    ]  # fmt: skip
-    if config.has_projection:
-        out.append(Tensor("model.decoder.project_in.weight", ("project_in", "kernel"), None,
-                          (h, w), True))  # fmt: skip
-        out.append(Tensor("model.decoder.project_out.weight", ("project_out", "kernel"), None,
-                          (w, h), True))  # fmt: skip
-    if config.has_final_layer_norm:
-        for hf, ours in (("weight", "scale"), ("bias", "bias")):
-            out.append(Tensor(f"model.decoder.final_layer_norm.{hf}", ("final_layer_norm", ours),
-                              None, (h,), False))  # fmt: skip
-    layer_params = []  # (hf suffix, path inside the layer, hf shape, linear)
-    for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-        layer_params.append((f"self_attn.{proj}.weight", ("self_attn", proj, "kernel"), (h, h), 1))
-        layer_params.append((f"self_attn.{proj}.bias", ("self_attn", proj, "bias"), (h,), 0))
-    for norm in ("self_attn_layer_norm", "final_layer_norm"):
-        layer_params.append((f"{norm}.weight", (norm, "scale"), (h,), 0))
-        layer_params.append((f"{norm}.bias", (norm, "bias"), (h,), 0))
-    for fc, shape in (("fc1", (f, h)), ("fc2", (h, f))):
-        layer_params.append((f"{fc}.weight", (fc, "kernel"), shape, 1))
-        layer_params.append((f"{fc}.bias", (fc, "bias"), shape[:1], 0))
+    """Every parameter of the model (`opt.param_list`) with its HF name and torch shape: the
+    global ones, then layer by layer; `layers_3/self_attn/q_proj/kernel` (or `layers/...` with
+    `scan_layers`) <-> `model.decoder.layers.3.self_attn.q_proj.weight`."""
+    out, per_layer = [], []
+    for p in opt.param_list(config.replace(scan_layers=True)):
+        in_layer = p.path[0] == "layers"
+        shape, axes = (p.shape[1:], p.axes[1:]) if in_layer else (p.shape, p.axes)
+        linear = p.path[-1] == "kernel"
+        hf = ".".join((*p.path[int(in_layer) : -1], HF_LEAF[p.path[-1]]))
+        spec = (hf, p.path[1:], torch_shape(shape, axes, linear), linear)
+        if in_layer:
+            per_layer.append(spec)
+        else:
+            out.append(Tensor(f"model.decoder.{hf}", p.path, None, spec[2], linear))
     for i in range(config.num_layers):
-        for suffix, sub, shape, linear in layer_params:
-            if config.scan_layers:
-                path, layer = ("layers", *sub), i
-            else:
-                path, layer = (f"layers_{i}", *sub), None
-            out.append(Tensor(f"model.decoder.layers.{i}.{suffix}", path, layer, shape,
-                              bool(linear)))  # fmt: skip
+        for hf, sub, hf_shape, linear in per_layer:
+            path, layer = (
+                (("layers", *sub), i) if config.scan_layers else ((f"layers_{i}", *sub), None)
+            )
+            out.append(Tensor(f"model.decoder.layers.{i}.{hf}", path, layer, hf_shape, linear))
     return out
 
 

@@ -1,10 +1,11 @@
 """How much memory each device needs to fine-tune an OPT model on a (data, fsdp, model) mesh.
 
-Computed, not guessed: every parameter tensor of `optiml.models.opt.OPTDecoder` is listed with its
-shape and logical axes; `optiml.partitioning`'s rules (T5X's standard rules, or the FSDP variant
-that also splits `embed` over `fsdp`) map the axes onto the mesh; each tensor's per-device share is
-its shape divided, dimension by dimension (rounded up), by the mesh axes it is split over. No
-devices or mesh objects are needed, so the numbers for a 512-chip slice come from a laptop:
+Computed, not guessed: every parameter tensor of `optiml.models.opt.OPTDecoder` is read off the
+model (`opt.param_list`) with its shape and logical axes; `optiml.partitioning`'s rules (T5X's
+standard rules, or the FSDP variant that also splits `embed` over `fsdp`) map the axes onto the
+mesh; each tensor's per-device share is its shape divided, dimension by dimension (rounded up), by
+the mesh axes it is split over. No devices or mesh objects are needed, so the numbers for a
+512-chip slice come from a laptop:
 
     python -m optiml.tools.memory --size 30b --mesh data=1,fsdp=16,model=8 --batch 256 --length 2048
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -48,7 +50,7 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from optiml.models.opt import POSITION_OFFSET, SIZES, OPTConfig, named_config
+from optiml.models.opt import SIZES, OPTConfig, named_config, param_count, param_list
 from optiml.partitioning import MESH_AXES, RULES
 from optiml.validation import number
 
@@ -70,47 +72,19 @@ class Tensor:
         return math.prod(self.shape) * self.count
 
 
-def param_tensors(config: OPTConfig) -> list[Tensor]:
-    """The decoder's parameters, named and laid out as in `OPTDecoder` (layer tensors once, with
-    count=num_layers). OPT-125m: embed_tokens [50272, 768] (vocab, embed), embed_positions
-    [2050, 768] (None, embed), layers/*/fc1/kernel [768, 3072] (embed, mlp) x 12, ..."""
-    h, heads, d, f = config.hidden_size, config.num_heads, config.head_dim, config.ffn_dim
-    n = config.num_layers
-    tensors = [
-        Tensor("embed_tokens/embedding", (config.vocab_size, config.word_dim), ("vocab", "embed")),
-        Tensor(
-            "embed_positions/embedding",
-            (config.max_positions + POSITION_OFFSET, h),
-            (None, "embed"),
-        ),
-    ]
-    if config.has_projection:
-        tensors.append(Tensor("project_in/kernel", (config.word_dim, h), (None, "embed")))
-        tensors.append(Tensor("project_out/kernel", (h, config.word_dim), ("embed", None)))
-    layer = []
-    for ln in ("self_attn_layer_norm", "final_layer_norm"):
-        layer += [Tensor(f"{ln}/scale", (h,), ("embed",)), Tensor(f"{ln}/bias", (h,), ("embed",))]
-    for proj in ("q_proj", "k_proj", "v_proj"):
-        layer.append(Tensor(f"self_attn/{proj}/kernel", (h, heads, d), ("embed", "heads", "kv")))
-        layer.append(Tensor(f"self_attn/{proj}/bias", (heads, d), ("heads", "kv")))
-    layer += [
-        Tensor("self_attn/out_proj/kernel", (heads, d, h), ("heads", "kv", "embed")),
-        Tensor("self_attn/out_proj/bias", (h,), ("embed",)),
-        Tensor("fc1/kernel", (h, f), ("embed", "mlp")),
-        Tensor("fc1/bias", (f,), ("mlp",)),
-        Tensor("fc2/kernel", (f, h), ("mlp", "embed")),
-        Tensor("fc2/bias", (h,), ("embed",)),
-    ]
-    tensors += [dataclasses.replace(t, name=f"layers/*/{t.name}", count=n) for t in layer]
-    if config.has_final_layer_norm:
-        tensors.append(Tensor("final_layer_norm/scale", (h,), ("embed",)))
-        tensors.append(Tensor("final_layer_norm/bias", (h,), ("embed",)))
-    return tensors
-
-
-def param_count(config: OPTConfig) -> int:
-    """Total parameters (the output projection is tied to embed_tokens): 125m -> 125,239,296."""
-    return sum(t.size for t in param_tensors(config))
+@functools.cache
+def param_tensors(config: OPTConfig) -> tuple[Tensor, ...]:
+    """The decoder's parameters as the model declares them (`opt.param_list` of its scanned
+    form): one layer's tensors named `layers/*/...` with count=num_layers. OPT-125m:
+    embed_tokens [50272, 768] (vocab, embed), layers/*/fc1/kernel [768, 3072] (embed, mlp) x 12."""
+    out = []
+    for p in param_list(config.replace(scan_layers=True)):
+        if p.path[0] == "layers":
+            name = "/".join(("layers/*", *p.path[1:]))
+            out.append(Tensor(name, p.shape[1:], p.axes[1:], count=p.shape[0]))
+        else:
+            out.append(Tensor("/".join(p.path), p.shape, p.axes))
+    return tuple(out)
 
 
 def parse_mesh(text: str) -> dict[str, int]:
@@ -204,8 +178,9 @@ def backward_workspace(config: OPTConfig, batch: int, length: int) -> list[tuple
 def fsdp_gathered(config: OPTConfig, mesh: Mapping[str, int], rules: str) -> int:
     """Elements of one layer's weights plus the token embedding as they are after the all-gather
     over `fsdp` (0 when no tensor is split over `fsdp`)."""
-    layer = [t for t in param_tensors(config) if t.name.startswith("layers/")]
-    tensors = [dataclasses.replace(t, count=1) for t in layer] + param_tensors(config)[:1]
+    gathered = [t for t in param_tensors(config) if t.name.startswith("layers/")]
+    gathered += [t for t in param_tensors(config) if t.name == "embed_tokens/embedding"]
+    tensors = [dataclasses.replace(t, count=1) for t in gathered]
     split = [names for t in tensors for names in mesh_split(t.axes, rules)]
     if mesh["fsdp"] == 1 or not any("fsdp" in names for names in split):
         return 0
