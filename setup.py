@@ -39,6 +39,9 @@ EXTRAS_REQUIRE = {
     # Checkpoint conversion to/from Hugging Face and metaseq, and the parity tests.
     # torch is pinned exactly: a range lets pip pull a multi-GB CUDA build.
     "convert": ["torch==2.13.0", "transformers==5.23.0"],
+    # The lm-evaluation-harness backend (`optiml lm-eval run --model optiml ...`): lm-eval's core,
+    # no torch (its `hf` backend, for comparisons, is in the test extra).
+    "lm_eval": ["lm_eval==0.4.13"],
     "test": [
         "pytest==9.2.0",
         "hypothesis==6.170.15",
@@ -46,7 +49,8 @@ EXTRAS_REQUIRE = {
         "nbclient==0.11.0",
         "nbformat==5.11.1",
         "ipykernel==7.4.0",
-        "lm_eval[hf]==0.4.13",  # benchmarks/eval.py: the scoring baseline (its `hf` backend)
+        "lm_eval[hf]==0.4.13",  # its `hf` backend: the baseline of benchmarks/eval.py and of
+        # tests/test_harness.py (the optiml backend against it)
     ],
 }
 

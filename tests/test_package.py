@@ -31,6 +31,10 @@ TF_FREE = [
     "optiml.models.opt",
     "optiml.models.decoding",
     "optiml.models.convert",
+    "optiml.models.formats",
+    "optiml.models.tokenizer",
+    "optiml.lm",
+    "optiml.evaluation.harness",
     "optiml.partitioning",
     "optiml.tools.memory",
 ]

@@ -99,6 +99,15 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def batch_shards(partitioner: Any) -> int:
+    """How many ways the partitioner splits a batch's rows (its data axes): batch sizes must be
+    multiples of it."""
+    mesh, spec = partitioner.mesh.shape, partitioner.data_sharding.spec[0]
+    return partitioner.data_sharding.num_devices // math.prod(
+        size for name, size in mesh.items() if name not in spec
+    )
+
+
 @dataclasses.dataclass
 class Inferencer:
     """score_fn / predict_fn for `seqio.Evaluator` over OPT params (any mesh via `partitioner`).
@@ -115,6 +124,7 @@ class Inferencer:
     batch_size: int = 8
     option_batch_size: int | None = None
     max_new_tokens: int = 256
+    stop_at_eos: bool = True  # False: EOS is an ordinary token, generation runs max_new_tokens
     share_prompts: bool = True
     length_multiple: int = 32
 
@@ -122,11 +132,7 @@ class Inferencer:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.partitioner is not None:
-            shards = self.partitioner.data_sharding.num_devices // math.prod(
-                size
-                for name, size in self.partitioner.mesh.shape.items()
-                if name not in self.partitioner.data_sharding.spec[0]
-            )
+            shards = batch_shards(self.partitioner)
             for what in ("batch_size", "option_batch_size"):
                 value = getattr(self, what)
                 if value is not None and value % shards:
@@ -145,8 +151,9 @@ class Inferencer:
         return jax.tree.map(_to_host, out)
 
     # -- scoring ---------------------------------------------------------------------------
-    def score_examples(self, examples: Sequence[EvalExample]) -> list[float]:
-        """Sum of target log-likelihoods of each example, in the given order.
+    def score_examples(self, examples: Sequence[EvalExample], greedy: bool = False) -> list:
+        """Sum of target log-likelihoods of each example, in the given order; with `greedy`,
+        (sum, whether every target token is the model's argmax) pairs (needs `share_prompts`).
 
         A prompt too long for `max_positions` together with the longest target that shares it
         is cut on the left, its BOS kept (the same cut with and without `share_prompts`).
@@ -161,7 +168,9 @@ class Inferencer:
             for prompt, rows in groups.items()
         }
         if self.share_prompts:
-            return self._score_shared(examples, groups, fitted)
+            return self._score_shared(examples, groups, fitted, greedy)
+        if greedy:
+            raise ValueError("greedy flags need share_prompts=True")
         return self._score_full(examples, fitted)
 
     def _fit(self, prompt: tuple[int, ...], room: int) -> tuple[int, ...]:
@@ -211,16 +220,17 @@ class Inferencer:
         examples: Sequence[EvalExample],
         groups: dict[tuple[int, ...], list[int]],
         fitted: dict[tuple[int, ...], tuple[int, ...]],
-    ) -> list[float]:
+        greedy: bool = False,
+    ) -> list:
         """Distinct prompts encoded once; every option of a prompt scored from its KV cache."""
-        scores = [0.0] * len(examples)
+        scores: list = [0.0] * len(examples)
         config, max_len = self.config, self.config.max_positions
         per_batch = self.option_batch_size or self.batch_size
 
         def fn(params, prompt_tokens, prompt_lengths, option_tokens, option_weights):
-            return decoding.score_options(
-                params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights
-            )[0]
+            out = decoding.score_options(params, config, prompt_tokens, prompt_lengths,
+                                         option_tokens, option_weights, greedy)  # fmt: skip
+            return (out[0], out[2]) if greedy else out[0]
 
         def longest_option(prompt: tuple[int, ...]) -> int:
             return max(len(examples[i].target) for i in groups[prompt])
@@ -265,7 +275,10 @@ class Inferencer:
             )
             for row, prompt in enumerate(chunk):
                 for k, i in enumerate(groups[prompt]):
-                    scores[i] = float(out[row, k])
+                    if greedy:
+                        scores[i] = (float(out[0][row, k]), bool(out[1][row, k]))
+                    else:
+                        scores[i] = float(out[row, k])
         return scores
 
     def score_fn(self, dataset: Any, model_feature_shapes: Any = None) -> list[tuple[int, float]]:
@@ -276,14 +289,13 @@ class Inferencer:
 
     # -- generation ------------------------------------------------------------------------
     def generate_examples(self, examples: Sequence[EvalExample]) -> list[list[int]]:
-        """Greedy continuation of each prompt, cut before the first EOS."""
-        config, max_new = self.config, self.max_new_tokens
+        """Greedy continuation of each prompt, cut before the first EOS (with `stop_at_eos`)."""
+        config, max_new, stop = self.config, self.max_new_tokens, self.stop_at_eos
         eos = config.eos_id
 
         def fn(params, prompt_tokens, prompt_lengths):
-            return decoding.generate(
-                params, config, prompt_tokens, prompt_lengths, max_new_tokens=max_new
-            )
+            return decoding.generate(params, config, prompt_tokens, prompt_lengths,
+                                     max_new_tokens=max_new, stop_at_eos=stop)  # fmt: skip
 
         room = config.max_positions - max_new
         fitted = [self._fit(e.prompt, room) for e in examples]
@@ -299,7 +311,7 @@ class Inferencer:
             out = self._run(fn, prompt_tokens, prompt_lengths)
             for row, i in enumerate(chunk):
                 ids = [int(t) for t in out[row]]
-                outputs[i] = ids[: ids.index(eos)] if eos in ids else ids
+                outputs[i] = ids[: ids.index(eos)] if stop and eos in ids else ids
         return outputs
 
     def predict_fn(

@@ -150,8 +150,9 @@ def _check_lengths(config: OPTConfig, prompt_tokens, prompt_lengths, extra: int)
 # ---- rank classification ---------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _score_options(params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights):
+@functools.partial(jax.jit, static_argnames=("config", "greedy"))
+def _score_options(params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights,
+                   greedy=False):  # fmt: skip
     batch, num_options, length = option_tokens.shape
     slots = prompt_tokens.shape[1] + length
     last, cache, kv_mask = prefill(params, config, prompt_tokens, prompt_lengths, slots)
@@ -164,20 +165,25 @@ def _score_options(params, config, prompt_tokens, prompt_lengths, option_tokens,
     predict = jnp.concatenate([first, logits[:, :-1]], axis=1)  # [B*K, T, V]
     ll = token_log_likelihoods(predict, flat).reshape(batch, num_options, length)
     weights = option_weights.astype(jnp.float32)
-    return (ll * weights).sum(-1), weights.sum(-1)
+    if not greedy:
+        return (ll * weights).sum(-1), weights.sum(-1)
+    hits = jnp.argmax(predict, axis=-1).reshape(batch, num_options, length) == option_tokens
+    return (ll * weights).sum(-1), weights.sum(-1), jnp.all(hits | (weights == 0), axis=-1)
 
 
-def score_options(params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights):
+def score_options(params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights,
+                  greedy: bool = False):  # fmt: skip
     """Scores K continuations of each prompt, encoding the prompt only once.
 
     prompt_tokens [B, P] right-padded (BOS first), prompt_lengths [B]; option_tokens [B, K, T]
     (e.g. " yes" + EOS -> [4420, 2, 1] padded with 1) and option_weights [B, K, T] (1.0 on the
     tokens to score). Returns (sums [B, K], counts [B, K]): the same numbers `score` gives for
-    each full sequence prompt + option with the loss weights on the option tokens.
+    each full sequence prompt + option with the loss weights on the option tokens. `greedy`:
+    also [B, K] bool, whether every weighted token is the model's argmax at its position.
     """
     _check_lengths(config, prompt_tokens, prompt_lengths, option_tokens.shape[-1])
     return _score_options(
-        params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights
+        params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights, greedy
     )
 
 
@@ -200,10 +206,11 @@ def _filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
 
 
 @functools.partial(
-    jax.jit, static_argnames=("config", "max_new_tokens", "temperature", "top_k", "top_p")
+    jax.jit,
+    static_argnames=("config", "max_new_tokens", "temperature", "top_k", "top_p", "stop_at_eos"),
 )
 def _sample(params, config, prompt_tokens, prompt_lengths, rng, max_new_tokens, temperature,
-            top_k, top_p):  # fmt: skip
+            top_k, top_p, stop_at_eos):  # fmt: skip
     batch, length = prompt_tokens.shape
     logits, cache, kv_mask = prefill(
         params, config, prompt_tokens, prompt_lengths, length + max_new_tokens
@@ -226,7 +233,7 @@ def _sample(params, config, prompt_tokens, prompt_lengths, rng, max_new_tokens, 
         rng, key = jax.random.split(rng)
         token = jnp.where(done, config.pad_id, choose(logits, key))
         out = out.at[:, step].set(token)
-        done = done | (token == config.eos_id)
+        done = done | ((token == config.eos_id) & stop_at_eos)
         positions = (prompt_lengths + step)[:, None]
         logits, cache = _run(params, config, cache, token[:, None], positions, kv_mask)
         return step + 1, logits[:, 0], cache, out, done, rng
@@ -247,12 +254,14 @@ def generate(
     top_k: int = 0,
     top_p: float = 1.0,
     rng: jax.Array | None = None,
+    stop_at_eos: bool = True,
 ) -> jax.Array:
     """Greedy (temperature 0, the default) or sampled continuations [B, max_new_tokens].
 
     Sampling divides the logits by `temperature`, keeps the `top_k` best (0: all) and the
     nucleus of mass `top_p`, and draws from `rng`. Rows stop at EOS (kept) and are padded with 1;
-    the loop ends when every row has stopped or after `max_new_tokens`.
+    the loop ends when every row has stopped or after `max_new_tokens`. `stop_at_eos=False`:
+    an EOS is just another token, every row runs `max_new_tokens`.
     """
     _check_lengths(config, prompt_tokens, prompt_lengths, max_new_tokens)
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
@@ -262,7 +271,7 @@ def generate(
     rng = jax.random.key(0) if rng is None else rng
     return _sample(
         params, config, jnp.asarray(prompt_tokens), jnp.asarray(prompt_lengths), rng,
-        max_new_tokens, float(temperature), int(top_k), float(top_p),
+        max_new_tokens, float(temperature), int(top_k), float(top_p), bool(stop_at_eos),
     )  # fmt: skip
 
 
