@@ -65,3 +65,16 @@ def collectives(hlo: str, num_devices: int) -> list[tuple[str, list[list[int]], 
         if m := _OP.search(line):
             out.append((m.group(1), groups(line, num_devices), line.strip()))
     return out
+
+
+_ITEMSIZE = {"f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2, "s8": 1, "u8": 1, "pred": 1}
+
+
+def result_bytes(line: str) -> int:
+    """Bytes of an instruction's result on one device, e.g. `%x = (f32[2,8]{1,0}, f32[]) ...`
+    -> 68 (a tuple: the sum of its parts)."""
+    result = re.match(r"^\s*(?:ROOT )?%\S+ = (.*?)\s[a-z-]+\(", line).group(1)
+    total = 0
+    for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", result):
+        total += _ITEMSIZE[dtype] * int(np.prod(_ints(dims)))
+    return total

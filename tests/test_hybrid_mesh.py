@@ -11,13 +11,14 @@ import itertools
 import jax
 import numpy as np
 import pytest
-from hlo_testing import collectives
+from hlo_testing import collectives, result_bytes
 from jax.sharding import Mesh
 from train_testing import BATCH, synthetic, tiny_config
 
 from optiml import optimizer, partitioning, train_step
 from optiml.models.opt import OPTDecoder
 from optiml.partitioning import MeshConfig
+from optiml.tools import memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,3 +191,12 @@ def test_only_reductions_cross_the_slices(rules, config, microbatches):
     stay inside a slice; the gradient and loss reductions over `data` are all that crosses."""
     crossing = _cross_slice_collectives(rules, config, microbatches)
     assert set(crossing) == {"all-reduce"}, {op: lines[:2] for op, lines in crossing.items()}
+    if rules == "standard":
+        # What crosses is each device's whole gradient shard (memory's parameter bytes), plus
+        # the tied embedding's second gradient part (XLA reduces lookup and output separately)
+        # and a few loss scalars: the volume optiml.tools.dcn counts.
+        mesh = dict(zip(partitioning.MESH_AXES, partitioning.mesh_shape(config, 8, 2), strict=True))
+        gradient = memory.estimate(tiny_config(), mesh, rules, batch=BATCH, length=32).params
+        embedding = memory.local_size(memory.param_tensors(tiny_config())[0], mesh, rules) * 4
+        sent = sum(result_bytes(line) for line in crossing["all-reduce"])
+        assert gradient <= sent <= gradient + embedding + 64

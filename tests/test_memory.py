@@ -192,7 +192,8 @@ def test_uneven_splits_are_reported():
 def test_bad_inputs_name_the_culprit():
     with pytest.raises(ValueError, match="bad item 'tensor=4'"):
         memory.parse_mesh("data=2,tensor=4")
-    assert memory.parse_mesh("fsdp=16,model=8") == {"data": 1, "fsdp": 16, "model": 8}
+    one = {"data": 1, "fsdp": 1, "model": 1}
+    assert memory.parse_mesh("fsdp=16,model=8") == ({"data": 1, "fsdp": 16, "model": 8}, one)
     with pytest.raises(ValueError, match=r"batch 6 is not divisible by data x fsdp x micro"):
         memory.estimate(TINY, MESH_222, "fsdp", batch=6, length=16)
     with pytest.raises(ValueError, match=r"= 4 x 4"):

@@ -9,6 +9,10 @@ the mesh axes it is split over. No devices or mesh objects are needed, so the nu
 
     python -m optiml.tools.memory --size 30b --mesh data=1,fsdp=16,model=8 --batch 256 --length 2048
 
+Across TPU slices the mesh takes MeshConfig's DCN sizes too (`fsdp=32,model=2,dcn_data=2`: each
+axis is in-slice x across-slice devices); the table then adds the bytes each slice sends over
+the data-centre network per step (`optiml.tools.dcn`).
+
 Example, OPT-125m on mesh {data: 2, fsdp: 2, model: 2}: `embed_tokens` [50272, 768] has axes
 (vocab, embed); standard rules put vocab on `model` -> [25136, 768] per device; FSDP rules also
 put embed on `fsdp` -> [25136, 384] per device.
@@ -87,18 +91,23 @@ def param_tensors(config: OPTConfig) -> tuple[Tensor, ...]:
     return tuple(out)
 
 
-def parse_mesh(text: str) -> dict[str, int]:
-    """ "data=1,fsdp=16,model=8" -> {"data": 1, "fsdp": 16, "model": 8} (missing axes are 1)."""
-    mesh = dict.fromkeys(MESH_AXES, 1)
+def parse_mesh(text: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(whole mesh, its across-slice part) from in-slice and DCN sizes as in MeshConfig (missing
+    axes are 1): "fsdp=16,model=8,dcn_data=2" -> ({"data": 2, "fsdp": 16, "model": 8},
+    {"data": 2, "fsdp": 1, "model": 1})."""
+    names = [*MESH_AXES, *(f"dcn_{a}" for a in MESH_AXES)]
+    sizes = dict.fromkeys(names, 1)
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
-        if not sep or name not in mesh or not value.isdigit() or int(value) < 1:
+        if not sep or name not in sizes or not value.isdigit() or int(value) < 1:
             raise ValueError(
-                f"mesh {text!r}: expected comma-separated AXIS=SIZE with AXIS in {MESH_AXES} "
-                f"and SIZE >= 1, e.g. 'data=1,fsdp=16,model=8'; bad item {item!r}"
+                f"mesh {text!r}: expected comma-separated AXIS=SIZE with AXIS in "
+                f"{', '.join(names)} and SIZE >= 1, e.g. 'fsdp=16,model=8,dcn_data=2'; "
+                f"bad item {item!r}"
             )
-        mesh[name] = int(value)
-    return mesh
+        sizes[name] = int(value)
+    dcn = {a: sizes[f"dcn_{a}"] for a in MESH_AXES}
+    return {a: sizes[a] * dcn[a] for a in MESH_AXES}, dcn
 
 
 def mesh_split(axes: Axes, rules: str) -> tuple[tuple[str, ...], ...]:
@@ -257,11 +266,20 @@ def format_table(
     length: int,
     rules: Sequence[str],
     microbatches: int = 1,
+    dcn: Mapping[str, int] | None = None,
 ) -> str:
-    """The per-device table (GiB) printed by the CLI, one column per rule set."""
+    """The per-device table (GiB) printed by the CLI, one column per rule set; across slices
+    (`dcn`: the across-slice part of each of `mesh`'s axes) also the bytes on DCN."""
+    from optiml.tools import dcn as dcn_traffic  # builds on this module
+
     estimates = {r: estimate(config, mesh, r, batch, length, microbatches) for r in rules}
     devices = math.prod(mesh.values())
+    dcn = dcn or dict.fromkeys(MESH_AXES, 1)
+    slices = math.prod(dcn.values())
     mesh_text = ",".join(f"{a}={mesh[a]}" for a in MESH_AXES)
+    if slices > 1:
+        across = ",".join(f"dcn_{a}={dcn[a]}" for a in MESH_AXES if dcn[a] > 1)
+        mesh_text += f" = {slices} slices ({across}) of {devices // slices}"
     lines = [
         f"OPT {param_count(config):,} params, mesh {mesh_text} ({devices} devices), "
         f"batch {batch} x length {length} in {microbatches} microbatch(es) "
@@ -282,10 +300,26 @@ def format_table(
     ]
     for label, get in rows:
         lines.append(f"{label:<34}" + "".join(f"{get(estimates[r]) / GIB:>12.2f}" for r in rules))
-    for r in rules:
-        for w in estimates[r].warnings:
-            lines.append(f"warning ({r}): uneven split, padded: {w}")
-    return "\n".join(lines)
+    warnings = [
+        f"warning ({r}): uneven split, padded: {w}" for r in rules for w in estimates[r].warnings
+    ]
+    if slices > 1:
+        sent = {r: dcn_traffic.traffic(config, dcn, r, microbatches) for r in rules}
+        lines.append(
+            f"{'GiB each slice sends on DCN a step':<34}" + "".join(f"{r:>12}" for r in rules)
+        )
+        dcn_rows = [
+            ("gradient reduction", lambda t: t.gradients),
+            ("FSDP weight all-gathers", lambda t: t.weight_gathers),
+            (
+                "per device (/ devices per slice)",
+                lambda t: (t.gradients + t.weight_gathers) / (devices // slices),
+            ),
+        ]
+        for label, get in dcn_rows:
+            lines.append(f"{label:<34}" + "".join(f"{get(sent[r]) / GIB:>12.2f}" for r in rules))
+        warnings += [f"warning ({r}): {w}" for r in rules for w in sent[r].warnings]
+    return "\n".join(lines + warnings)
 
 
 def format_tensors(config: OPTConfig, mesh: Mapping[str, int], rules: str) -> str:
@@ -306,10 +340,15 @@ def format_tensors(config: OPTConfig, mesh: Mapping[str, int], rules: str) -> st
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m optiml.tools.memory",
-        description="Per-device memory to fine-tune an OPT model on a (data, fsdp, model) mesh.",
+        description="Per-device memory to fine-tune an OPT model on a (data, fsdp, model) mesh, "
+        "and across TPU slices the bytes each slice sends on DCN per step.",
     )
     parser.add_argument("--size", required=True, choices=sorted(SIZES), help="OPT size, e.g. 30b")
-    parser.add_argument("--mesh", required=True, help="e.g. data=1,fsdp=16,model=8")
+    parser.add_argument(
+        "--mesh",
+        required=True,
+        help="in-slice sizes, and across slices dcn_*, e.g. data=1,fsdp=16,model=8,dcn_data=2",
+    )
     parser.add_argument("--batch", type=number(1), required=True, help="global batch (sequences)")
     parser.add_argument("--length", type=number(1), default=2048, help="tokens per sequence")
     parser.add_argument(
@@ -323,10 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        mesh = parse_mesh(args.mesh)
+        mesh, dcn = parse_mesh(args.mesh)
         rules = [r.strip() for r in args.rules.split(",") if r.strip()]
         config = named_config(args.size)
-        print(format_table(config, mesh, args.batch, args.length, rules, args.microbatches))
+        print(format_table(config, mesh, args.batch, args.length, rules, args.microbatches, dcn))
         if args.tensors:
             for r in rules:
                 print()
