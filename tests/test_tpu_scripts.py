@@ -1,6 +1,8 @@
 """tpu_scripts/: every script's --dry-run prints the exact gcloud commands (checked word by word),
 and launch/logs/stop really run their remote commands against a fake `gcloud` that executes
-`tpu-vm ssh --command=...` locally in a fake worker home, so the quoting is tested end to end."""
+`tpu-vm ssh --command=...` locally in a fake worker home, so the quoting is tested end to end;
+the same for multislice (--num-slices: one queued resource, every worker of every slice, the
+MEGASCALE environment)."""
 
 from __future__ import annotations
 
@@ -21,15 +23,21 @@ ALL_SCRIPTS = ["create.sh", "setup.sh", "data.sh", "launch.sh", "logs.sh", "stop
 TPU = ["--name", "optiml-30b", "--zone", "us-central2-b"]
 
 FAKE_GCLOUD = r"""#!/usr/bin/env python3
-# Records its argv; `compute tpus tpu-vm ssh ... --command=CMD` runs CMD with bash in $FAKE_HOME.
+# Records its argv; `compute tpus tpu-vm ssh NODE ... --command=CMD` runs CMD with bash in
+# $FAKE_HOME/NODE when that folder exists (one worker home per slice), else in $FAKE_HOME;
+# `compute tpus tpu-vm describe NODE ...` prints worker 0's internal IP address, 10.0.0.2.
 import json, os, subprocess, sys
 with open(os.environ["FAKE_GCLOUD_LOG"], "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")
 if os.environ.get("FAKE_GCLOUD_FORBID"):
     sys.exit("gcloud must not run in --dry-run mode")
+if sys.argv[1:5] == ["compute", "tpus", "tpu-vm", "describe"]:
+    print("10.0.0.2")
 if sys.argv[1:5] == ["compute", "tpus", "tpu-vm", "ssh"]:
     command = next(a for a in sys.argv if a.startswith("--command="))[len("--command="):]
-    sys.exit(subprocess.call(["bash", "-c", command], cwd=os.environ["FAKE_HOME"]))
+    home = os.path.join(os.environ["FAKE_HOME"], sys.argv[5])
+    cwd = home if os.path.isdir(home) else os.environ["FAKE_HOME"]
+    sys.exit(subprocess.call(["bash", "-c", command], cwd=cwd))
 """
 
 
@@ -138,9 +146,9 @@ def test_create_a_queued_resource_and_wait(env):
     assert flag(describe, "--format") == "value(state.state)"
 
 
-def _remote(cmd: list[str], worker: str = "all") -> str:
+def _remote(cmd: list[str], worker: str = "all", node: str = "optiml-30b") -> str:
     assert cmd[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"]
-    assert cmd[5] == "optiml-30b" and flag(cmd, "--zone") == "us-central2-b"
+    assert cmd[5] == node and flag(cmd, "--zone") == "us-central2-b"
     assert flag(cmd, "--worker") == worker
     return flag(cmd, "--command")
 
@@ -248,22 +256,23 @@ def test_launch_without_distributed_bindings(env):
     assert shlex.split(program)[-3:] == ["-m", "optiml.main", "--gin_file=runs/eval.gin"]
 
 
-def _fake_worker(env: dict[str, str]) -> Path:
-    """A worker home whose venv python records its arguments and environment, then sleeps."""
-    home = Path(env["FAKE_HOME"])
+def _fake_worker(env: dict[str, str], home: Path | None = None) -> Path:
+    """A worker home (default: the fake gcloud's) whose venv python writes its arguments,
+    $OPTIML_DATA_DIR and MEGASCALE_* environment into args.txt, data.txt, megascale.txt in its
+    working directory (the home), then sleeps."""
+    home = home or Path(env["FAKE_HOME"])
     python = home / "optiml-venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(
         "#!/usr/bin/env bash\n"
-        'printf "%s\\n" "$@" > "$HOME_ARGS"\n'
-        'echo "$OPTIML_DATA_DIR" > "$HOME_DATA"\n'
+        'env | grep "^MEGASCALE_" | sort > megascale.txt\n'
+        'echo "$OPTIML_DATA_DIR" > data.txt\n'
+        'printf "%s\\n" "$@" > args.txt\n'
         "echo training step 1\n"
         "exec sleep 60\n"
     )
     python.chmod(0o755)
-    env.pop("FAKE_GCLOUD_FORBID")
-    env["HOME_ARGS"] = str(home / "args.txt")
-    env["HOME_DATA"] = str(home / "data.txt")
+    env.pop("FAKE_GCLOUD_FORBID", None)
     return home
 
 
@@ -285,6 +294,7 @@ def test_launch_logs_stop_run_for_real_on_a_fake_worker(env):
         _wait_for(home / "args.txt")
         assert (home / "args.txt").read_text().splitlines() == PYTHON_ARGS
         assert (home / "data.txt").read_text().strip() == "/data/optiml"
+        assert (home / "megascale.txt").read_text() == ""  # one slice: no DCN runtime
         pid = int(pid_file.read_text())
         os.kill(pid, 0)  # alive
 
@@ -342,6 +352,105 @@ def test_delete(env):
     assert "--force" in queued and "--async" in queued
 
 
+SLICES = [*TPU, "--num-slices", "2"]
+NODES = ["optiml-30b-0", "optiml-30b-1"]
+
+
+def test_create_multislice_is_one_queued_resource(env):
+    create, describe = dry_run(
+        "create.sh", *SLICES, "--accelerator-type", "v4-128", "--spot", env=env
+    )
+    assert create[:6] == ["gcloud", "compute", "tpus", "queued-resources", "create", "optiml-30b"]
+    assert flag(create, "--node-count") == "2" and flag(create, "--node-prefix") == "optiml-30b"
+    assert not [word for word in create if word.startswith("--node-id")]
+    assert flag(create, "--accelerator-type") == "v4-128" and "--spot" in create
+    assert describe[4:6] == ["describe", "optiml-30b"]  # waits until the whole request is ACTIVE
+    [delete] = dry_run("delete.sh", *SLICES, env=env)  # the queued resource with both slices
+    assert delete[:6] == ["gcloud", "compute", "tpus", "queued-resources", "delete", "optiml-30b"]
+    assert "--force" in delete
+
+
+def test_setup_data_stop_and_logs_reach_every_slice(env):
+    url = "https://github.com/org/optiml.git"
+    setup = dry_run("setup.sh", *SLICES, "--git-url", url, "--ref", "v0.1", env=env)
+    assert [_remote(cmd, node=node) for cmd, node in zip(setup, NODES, strict=True)] == [
+        _remote(dry_run("setup.sh", *TPU, "--git-url", url, "--ref", "v0.1", env=env)[0])
+    ] * 2
+    data = dry_run("data.sh", *SLICES, "--from", "gs://b/cache", "--to", "cache", env=env)
+    assert [cmd[5] for cmd in data] == NODES
+    stop = dry_run("stop.sh", *SLICES, "--run", "r1", env=env)
+    assert [cmd[5] for cmd in stop] == NODES and all(flag(c, "--worker") == "all" for c in stop)
+    [logs] = dry_run("logs.sh", *SLICES, "--run", "r1", env=env)  # process 0: worker 0 of slice 0
+    assert _remote(logs, worker="0", node="optiml-30b-0") == "tail -n 100 optiml-runs/r1.log"
+    [logs] = dry_run("logs.sh", *SLICES, "--run", "r1", "--slice", "1", env=env)
+    assert logs[5] == "optiml-30b-1"
+    every = dry_run("logs.sh", *SLICES, "--run", "r1", "--slice", "all", "--worker=all", env=env)
+    assert [_remote(cmd, node=node) for cmd, node in zip(every, NODES, strict=True)]
+
+
+def _megascale(slice_id: int) -> list[str]:
+    return [
+        "MEGASCALE_COORDINATOR_ADDRESS=10.0.0.2:8081",
+        "MEGASCALE_NUM_SLICES=2",
+        f"MEGASCALE_SLICE_ID={slice_id}",
+        "MEGASCALE_PORT=8081",
+    ]
+
+
+def test_launch_multislice_dry_run_joins_the_slices(env):
+    commands = dry_run(
+        "launch.sh", *SLICES, "--run", "opt-iml-30b", "--coordinator", "10.0.0.2", *GIN, env=env
+    )
+    assert len(commands) == 2
+    for slice_id, (cmd, node) in enumerate(zip(commands, NODES, strict=True)):
+        program = _remote(cmd, node=node).split("; nohup ", 1)[1].split(" > ", 1)[0]
+        assert shlex.split(program) == [
+            "env",
+            "OPTIML_DATA_DIR=optiml-data",
+            *_megascale(slice_id),
+            "optiml-venv/bin/python",
+            *PYTHON_ARGS,
+        ]
+
+
+def test_multislice_launch_logs_stop_for_real_on_fake_workers(env):
+    homes = [_fake_worker(env, Path(env["FAKE_HOME"]) / node) for node in NODES]
+    pid_files = [home / "optiml-runs" / "r1.pid" for home in homes]
+    try:
+        launched = script("launch.sh", *SLICES, "--run", "r1", *GIN, env=env)
+        assert launched.stdout.count("started r1 on") == 2
+        for slice_id, home in enumerate(homes):
+            _wait_for(home / "args.txt")
+            assert (home / "args.txt").read_text().splitlines() == PYTHON_ARGS
+            assert (home / "megascale.txt").read_text().splitlines() == sorted(_megascale(slice_id))
+        pids = [int(pid_file.read_text()) for pid_file in pid_files]
+        for home in homes:
+            _wait_for(home / "optiml-runs" / "r1.log")
+        logs = script("logs.sh", *SLICES, "--run", "r1", "--slice", "all", env=env)
+        assert logs.stdout.count("training step 1") == 2
+        stopped = script("stop.sh", *SLICES, "--run", "r1", env=env)
+        assert stopped.stdout.count("stopped r1 on") == 2
+        for pid in pids:
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("a run is still alive after stop.sh")
+    finally:
+        for pid_file in pid_files:  # clean up the fake runs this test started
+            if pid_file.exists():
+                try:
+                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+    calls = [json.loads(line) for line in Path(env["FAKE_GCLOUD_LOG"]).read_text().splitlines()]
+    assert calls[0][:5] == ["compute", "tpus", "tpu-vm", "describe", "optiml-30b-0"]
+    assert [call[4] for call in calls[1:]] == NODES * 3  # launch, logs, stop: each slice
+
+
 def test_tpu_flags_come_from_the_environment(env):
     env.update(OPTIML_TPU_NAME="from-env", OPTIML_TPU_ZONE="europe-west4-a")
     [cmd] = dry_run("delete.sh", env=env)
@@ -360,6 +469,14 @@ def test_tpu_flags_come_from_the_environment(env):
         ("launch.sh", [*TPU, "--run", "a b", "--gin_file=x.gin"], "run name 'a b'"),
         ("logs.sh", [*TPU, "--run", "r1", "--worker", "first"], "--worker must be"),
         ("stop.sh", [*TPU, "--bogus"], "unknown argument '--bogus'"),
+        ("stop.sh", [*TPU, "--run", "r1", "--num-slices", "0"], "--num-slices must be a positive"),
+        ("logs.sh", [*SLICES, "--run", "r1", "--slice", "2"], "an index below --num-slices 2"),
+        (
+            "launch.sh",
+            [*SLICES, "--run", "r1", "--gin_file=x.gin"],
+            "--dry-run with --num-slices needs --coordinator IP, see: gcloud compute tpus tpu-vm "
+            "describe optiml-30b-0 --zone=us-central2-b",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_with_a_message(name, args, message, env):

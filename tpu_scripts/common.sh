@@ -5,6 +5,8 @@
 #   --name NAME        TPU VM / queued-resource node name    ($OPTIML_TPU_NAME)
 #   --zone ZONE        e.g. us-central2-b                     ($OPTIML_TPU_ZONE)
 #   --project PROJECT  Google Cloud project (optional)        ($OPTIML_TPU_PROJECT)
+#   --num-slices N     N slices of one multislice queued resource: TPU VMs NAME-0 .. NAME-(N-1)
+#                      (default 1: the one TPU VM NAME)       ($OPTIML_TPU_NUM_SLICES)
 #   --dry-run          print the exact commands, one per line, and run nothing
 #   --help             the script's usage
 # Paths on the TPU VM are relative to the worker's home directory unless absolute.
@@ -14,6 +16,7 @@ set -euo pipefail
 TPU_NAME="${OPTIML_TPU_NAME:-}"
 ZONE="${OPTIML_TPU_ZONE:-}"
 PROJECT="${OPTIML_TPU_PROJECT:-}"
+NUM_SLICES="${OPTIML_TPU_NUM_SLICES:-1}"
 DRY_RUN=0
 # Where things live on every worker (relative to its home directory).
 REMOTE_VENV="optiml-venv"
@@ -23,6 +26,8 @@ COMMON_HELP="TPU flags (all scripts):
   --name NAME        TPU VM name (\$OPTIML_TPU_NAME)
   --zone ZONE        zone, e.g. us-central2-b (\$OPTIML_TPU_ZONE)
   --project PROJECT  Google Cloud project; default: gcloud's configured one (\$OPTIML_TPU_PROJECT)
+  --num-slices N     N slices of one multislice queued resource NAME: the TPU VMs NAME-0 ..
+                     NAME-(N-1) (\$OPTIML_TPU_NUM_SLICES; default 1, the TPU VM NAME)
   --dry-run          print the exact commands it would run, one per line, and run nothing
   -h, --help         this help"
 
@@ -79,12 +84,13 @@ split_args() {
 common_flag() {
   SHIFT=0
   case "$1" in
-    --name | --zone | --project)
+    --name | --zone | --project | --num-slices)
       [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"
       case "$1" in
         --name) TPU_NAME="$2" ;;
         --zone) ZONE="$2" ;;
         --project) PROJECT="$2" ;;
+        --num-slices) NUM_SLICES="$2" ;;
       esac
       SHIFT=2
       ;;
@@ -111,9 +117,21 @@ parse_args() {
   done
 }
 
+# Checks the TPU flags and sets NODES: the TPU VMs, NAME or (multislice) NAME-0 .. NAME-(N-1),
+# the node ids that `queued-resources create --node-prefix NAME --node-count N` gives.
 require_tpu() {
   [[ -n "$TPU_NAME" ]] || die "no TPU name: pass --name NAME or set \$OPTIML_TPU_NAME"
   [[ -n "$ZONE" ]] || die "no zone: pass --zone ZONE or set \$OPTIML_TPU_ZONE"
+  [[ "$NUM_SLICES" =~ ^[1-9][0-9]*$ ]] ||
+    die "--num-slices must be a positive number, got '$NUM_SLICES'"
+  NODES=("$TPU_NAME")
+  if ((NUM_SLICES > 1)); then
+    NODES=()
+    local i
+    for ((i = 0; i < NUM_SLICES; i++)); do
+      NODES+=("$TPU_NAME-$i")
+    done
+  fi
 }
 
 # The gcloud flags every TPU command shares: --zone=... [--project=...].
@@ -124,20 +142,30 @@ location_flags() {
   fi
 }
 
-# Runs one shell command line on the given worker(s) ("all" or an index) over ssh.
-on_workers() {
-  local worker="$1" command="$2"
+# Runs one shell command line over ssh on the given worker(s) ("all" or an index) of one node.
+on_node() {
+  local node="$1" worker="$2" command="$3"
   location_flags
-  run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${LOCATION[@]}" "--worker=$worker" \
+  run gcloud compute tpus tpu-vm ssh "$node" "${LOCATION[@]}" "--worker=$worker" \
     "--command=$command"
 }
 
-# Copies local files into a folder on every worker.
+# Runs one shell command line on the given worker(s) of every slice (one ssh per slice).
+on_workers() {
+  local node
+  for node in "${NODES[@]}"; do
+    on_node "$node" "$1" "$2"
+  done
+}
+
+# Copies local files into a folder on every worker of every slice.
 copy_to_workers() {
-  local dest="$1"
+  local dest="$1" node
   shift
   location_flags
-  run gcloud compute tpus tpu-vm scp "$@" "$TPU_NAME:$dest" "${LOCATION[@]}" --worker=all
+  for node in "${NODES[@]}"; do
+    run gcloud compute tpus tpu-vm scp "$@" "$node:$dest" "${LOCATION[@]}" --worker=all
+  done
 }
 
 # The run name becomes file names on the workers: keep it to safe characters.

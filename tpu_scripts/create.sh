@@ -9,6 +9,8 @@ usage: tpu_scripts/create.sh --name NAME --zone ZONE --accelerator-type TYPE [op
 
 Creates a TPU VM slice, directly (gcloud compute tpus tpu-vm create) or through the queue
 (gcloud compute tpus queued-resources create --node-id=NAME), then waits until it is ready.
+With --num-slices N (N > 1): N slices joined over the data-centre network (multislice), always
+a queued resource NAME (--node-count=N --node-prefix=NAME): TPU VMs NAME-0 .. NAME-(N-1).
 
   --accelerator-type TYPE   e.g. v4-32, v4-128, v5p-128, v5litepod-64, v6e-64
   --runtime-version V       TPU software version; default from the TPU generation:
@@ -22,8 +24,10 @@ Creates a TPU VM slice, directly (gcloud compute tpus tpu-vm create) or through 
 
 $COMMON_HELP
 
-Example:
+Examples:
   tpu_scripts/create.sh --name optiml-30b --zone us-central2-b --accelerator-type v4-128 --queued
+  tpu_scripts/create.sh --name optiml-30b --zone us-central2-b --accelerator-type v4-128 \\
+      --num-slices 2 --spot
 EOF
 }
 
@@ -61,12 +65,19 @@ if [[ -z "$RUNTIME" ]]; then
     *) die "no default runtime version for accelerator '$ACCELERATOR': pass --runtime-version" ;;
   esac
 fi
+if ((NUM_SLICES > 1)); then
+  QUEUED=1 # multislice exists only as a queued resource
+fi
 [[ -z "$VALID_UNTIL" || $QUEUED == 1 ]] || die "--valid-until only applies with --queued"
 location_flags
 
 if ((QUEUED)); then
   QUEUED_ID="${QUEUED_ID:-$TPU_NAME}"
-  cmd=(gcloud compute tpus queued-resources create "$QUEUED_ID" "--node-id=$TPU_NAME"
+  nodes=("--node-id=$TPU_NAME")
+  if ((NUM_SLICES > 1)); then
+    nodes=("--node-count=$NUM_SLICES" "--node-prefix=$TPU_NAME")
+  fi
+  cmd=(gcloud compute tpus queued-resources create "$QUEUED_ID" "${nodes[@]}"
     "${LOCATION[@]}" "--accelerator-type=$ACCELERATOR" "--runtime-version=$RUNTIME")
   if ((SPOT)); then cmd+=(--spot); fi
   if [[ -n "$VALID_UNTIL" ]]; then cmd+=("--valid-until-duration=$VALID_UNTIL"); fi

@@ -7,7 +7,8 @@ usage() {
   cat <<EOF
 usage: tpu_scripts/data.sh --name NAME --zone ZONE --from gs://BUCKET/PATH --to DIR [--mount]
 
-On every worker (--worker=all), makes gs://BUCKET/PATH available as the folder DIR:
+On every worker (--worker=all; of every slice with --num-slices), makes gs://BUCKET/PATH
+available as the folder DIR:
   default   copy it (gcloud storage rsync --recursive): fastest reads, needs local disk
   --mount   mount it read-only with gcsfuse (installed if missing): no copy, slower reads
 

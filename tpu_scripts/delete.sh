@@ -8,8 +8,9 @@ usage() {
 usage: tpu_scripts/delete.sh --name NAME --zone ZONE [--queued [--queued-id ID]]
 
 Deletes the TPU VM NAME (gcloud compute tpus tpu-vm delete), or with --queued the queued
-resource (id NAME unless --queued-id) together with its TPU VM (--force). Everything on the
-workers' disks is lost; outputs written to gs:// paths stay.
+resource (id NAME unless --queued-id) together with its TPU VM (--force); with --num-slices N
+(N > 1) the multislice queued resource NAME with all N slices. Everything on the workers' disks
+is lost; outputs written to gs:// paths stay.
 
   --queued        the TPU was created with create.sh --queued
   --queued-id ID  the queued resource's id
@@ -36,7 +37,7 @@ parse_args "$@"
 
 require_tpu
 location_flags
-if ((QUEUED)); then
+if ((QUEUED || NUM_SLICES > 1)); then
   cmd=(gcloud compute tpus queued-resources delete "${QUEUED_ID:-$TPU_NAME}" "${LOCATION[@]}"
     --force --quiet)
 else

@@ -8,9 +8,10 @@ usage() {
   cat <<EOF
 usage: tpu_scripts/setup.sh --name NAME --zone ZONE (--git-url URL [--ref REF] | --wheel FILE)
 
-On every worker (--worker=all): Python 3.11 (deadsnakes if missing), a venv in ~/$REMOTE_VENV,
-the exact versions of requirements.lock plus jax[tpu] of the pinned jax version (libtpu), then
-optiml itself without dependencies; finally prints each worker's JAX devices.
+On every worker (--worker=all; of every slice with --num-slices): Python 3.11 (deadsnakes if
+missing), a venv in ~/$REMOTE_VENV, the exact versions of requirements.lock plus jax[tpu] of the
+pinned jax version (libtpu), then optiml itself without dependencies; finally prints each
+worker's JAX devices.
 
   --git-url URL     clone optiml from URL on each worker and install it ...
   --ref REF         ... at this commit/tag/branch (default: your local HEAD commit); the

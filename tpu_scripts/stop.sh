@@ -7,9 +7,10 @@ usage() {
   cat <<EOF
 usage: tpu_scripts/stop.sh --name NAME --zone ZONE --run RUN [--kill]
 
-On every worker (--worker=all), sends SIGTERM to the process recorded in
-~/$REMOTE_RUNS/RUN.pid by launch.sh (SIGKILL with --kill) and removes the pid file.
-The TPU VM keeps running: delete it with delete.sh.
+On every worker (--worker=all; of every slice with --num-slices), sends SIGTERM to the process
+recorded in ~/$REMOTE_RUNS/RUN.pid by launch.sh (SIGKILL with --kill) and removes the pid file.
+An optiml training run saves a checkpoint at the step boundary after SIGTERM and exits (the
+same launch resumes it). The TPU VM keeps running: delete it with delete.sh.
 
   --run RUN   the run's name, as given to launch.sh
   --kill      SIGKILL instead of SIGTERM
