@@ -175,3 +175,40 @@ def test_compare_command_with_paper_models(tmp_path: Path, capsys: pytest.Captur
     assert "| Table 10 CB 0-shot accuracy | 56.4 | 55.0 | -1.4 |  |" in out
     assert compare.main(["paper:gpt-5", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: unknown paper model 'gpt-5'")
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_released_model_command_end_to_end(tmp_path: Path, data_dir: Path) -> None:
+    """runs/paper_eval.gin on a tiny HF checkpoint standing in for facebook/opt-iml-*: convert,
+    evaluate Table 10's tasks with the paper's protocol (here 0-shot, 2 examples), compare."""
+    import json
+    import subprocess
+    import sys
+
+    from opt_testing import hf_model
+
+    from optiml.models import convert, opt
+
+    hf_model(opt.named_config("tiny"), seed=3).save_pretrained(tmp_path / "hf")
+    convert.main(["hf-to-optiml", str(tmp_path / "hf"), str(tmp_path / "ckpt")])
+    run = tmp_path / "run"
+    argv = [
+        sys.executable, "-m", "optiml.main", "--gin_file=models/tiny.gin",
+        "--gin_file=runs/paper_eval.gin", f"--gin.MODEL_DIR='{run}'",
+        f"--gin.evaluate.evaluate.params_dir='{tmp_path / 'ckpt'}'",
+        "--gin.evaluate.evaluate.paper_tables=['10']", "--gin.evaluate.evaluate.shots=[0]",
+        "--gin.evaluate.evaluate.max_examples=2", "--gin.evaluate.evaluate.max_new_tokens=4",
+        "--gin.opt.OPTConfig.dtype='float32'",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rep = json.loads((run / "report.json").read_text())
+    rows = {(r["table"], r["task"], r["shots"]): r for r in rep["paper"]["rows"]}
+    assert rep["paper"]["model"] == "OPT-IML 30B"
+    assert ("10", "CB", 0) in rows and rows[("10", "CB", 0)]["paper"] == 43.2
+    assert {s["shots"] for s in rep["scores"]} == {0} and {s["benchmark"] for s in rep["scores"]}
+    # Table 9 shares tasks with Table 10 (CB, RTE, ...): compared too, marked for OPT's prompts
+    assert all(r["table"] == "10" or r["marks"][0].startswith("prompt: ") for r in rows.values())
+    assert "partial: average over" in " ".join(rows[("10", "Avg", 0)]["marks"])
+    assert "## Compared with the paper: OPT-IML 30B" in (run / "report.md").read_text()

@@ -26,7 +26,7 @@ from optiml import checkpointing, partitioning
 from optiml.evaluation import paper
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.inference import Inferencer
-from optiml.evaluation.plan import EvalTask, plan_from_registry
+from optiml.evaluation.plan import EvalTask, paper_plan, plan_from_registry
 from optiml.evaluation.runner import run_plan
 from optiml.models import convert, opt, quantize
 
@@ -53,6 +53,7 @@ def evaluate(
     mesh: partitioning.MeshConfig | None = None,
     title: str = "",
     paper_model: str | None = "OPT-IML 30B",
+    paper_tables: Sequence[str] | None = None,
     weight_bits: int = 16,
     weight_kind: str = "int",
     weight_block: int = 64,
@@ -63,7 +64,9 @@ def evaluate(
     `python -m optiml.models.convert` / `convert.save_params`); `train_dir` (a training run:
     the params of its newest checkpoint, or of `step`); none of them: `run_dir` itself as the
     training run (train then evaluate into one directory). `mesh`: None is one data-parallel
-    mesh over every device. The plan: `plan` if given, else `plan_from_registry(phase, shots,
+    mesh over every device. The plan: `plan` if given; else with `paper_tables` (e.g. ["10",
+    "11", "12", "13"]) the paper's protocol for those tables (`plan.paper_plan`: test splits,
+    the tables' shots, `max_examples` None = all); else `plan_from_registry(phase, shots,
     max_examples, benchmarks, max_tasks_per_level)`. Rank tasks score each option's summed
     log-likelihood with its EOS (`include_eos`) and rank them as `length_normalization` says
     ("none", "tokens", "characters"); the defaults are the paper's (see rank_classification) and
@@ -98,6 +101,8 @@ def evaluate(
         params = jax.device_put(params, quantize.quantized_axes(shardings, weights))
         model_config = model_config.replace(weights=weights)
         title = title or f"{phase}, {weights} weights (blocks of {weight_block})"
+    if plan is None and paper_tables:
+        plan = paper_plan(paper_tables, shots=shots, max_examples=max_examples, scoring=scoring)
     if plan is None:
         plan = plan_from_registry(
             phase=phase,

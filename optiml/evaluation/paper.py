@@ -132,6 +132,17 @@ def _catalog_count(entry: PaperTask) -> int:
     return sum(1 for r in records if r.category == category and r.role == "test")
 
 
+def covers(entry: PaperTask, record: Any) -> bool:
+    """Whether a catalog record (`optiml.bench.catalog.TaskRecord`) is one of the entry's tasks."""
+    if record.benchmark != entry.benchmark:
+        return False
+    if entry.tasks == "*":
+        return True
+    if entry.tasks.startswith("category="):
+        return record.category == entry.tasks.removeprefix("category=") and record.role == "test"
+    return record.task in entry.tasks.split()
+
+
 def _matches(entry: PaperTask, score: Mapping[str, Any]) -> bool:
     if score["benchmark"] != entry.benchmark:
         return False

@@ -129,3 +129,72 @@ def plan_from_registry(
     if not plan:
         raise ValueError(f"no {phase} task is available locally: nothing to evaluate")
     return plan
+
+
+def paper_plan(
+    tables: Sequence[str] = ("10", "11", "12", "13"),
+    *,
+    shots: Sequence[int] | None = None,
+    max_examples: int | None = None,
+    level_config: levels.LevelConfig | None = None,
+    scoring: rc.Scoring = rc.PAPER,
+) -> list[EvalTask]:
+    """The test plan that reproduces the paper's Tables 9-14 (`optiml.evaluation.paper`): every
+    registry task a table's paper tasks map to, at each shot count the table reports, on its
+    test split; Table 12 (SuperNI) scores the first 100 examples of each task (§5.4), the others
+    all of them (`max_examples` caps every task, for quick runs). A task without local data, a
+    shot count its loader has no variant for, or a task in none of the levels is logged and
+    left out; the report's paper section marks what that leaves partial."""
+    from optiml.evaluation import paper
+
+    lv = levels.build_levels(level_config or levels.LevelConfig())
+    registered = set(seqio.TaskRegistry.names())
+    plan: dict[str, EvalTask] = {}
+    for (table, paper_task), entry in paper.task_map().items():
+        if table not in tables or entry.absent:
+            continue
+        table_shots = sorted({c.shots for c in paper.cells() if c.table == table})
+        cap = 100 if table == "12" else None
+        cap = cap if max_examples is None else min(cap or max_examples, max_examples)
+        for record in catalog.tasks(entry.benchmark):
+            if not paper.covers(entry, record):
+                continue
+            level = lv.level_of(record)
+            count = mixing.count_examples(record, "test")
+            if level is None or record.name not in registered or isinstance(count, str):
+                why = count if isinstance(count, str) else "in no level or not registered"
+                logging.info("Table %s %s: %s left out (%s)", table, paper_task, record.name, why)
+                continue
+            variants = {0: None} | {
+                int(k): v for v, k in reversed(getattr(catalog.loader(record.benchmark),
+                                                       "VARIANTS", {}).items())
+            }  # fmt: skip
+            for k in table_shots:
+                if shots is not None and k not in shots:
+                    continue
+                if k not in variants:
+                    logging.info("Table %s %s: %s has no %d-shot variant", table, paper_task,
+                                 record.name, k)  # fmt: skip
+                    continue
+                task = names.task_name(record.benchmark, record.task, variants[k])
+                plan.setdefault(
+                    task,
+                    EvalTask(
+                        task=task,
+                        level=level,
+                        category=record.category,
+                        benchmark=record.benchmark,
+                        name=record.dataset,
+                        subtask=record.task,
+                        shots=k,
+                        split="test",
+                        max_examples=cap,
+                        metric=record.metric if record.answer_type == "generate" else "accuracy",
+                        answer_type=record.answer_type,
+                        xlingual=is_xlingual(record.languages),
+                        scoring=scoring,
+                    ),
+                )
+    if not plan:
+        raise ValueError(f"no task of the paper's Tables {', '.join(tables)} is available locally")
+    return list(plan.values())
