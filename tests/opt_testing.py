@@ -15,6 +15,7 @@ PRE_LN = opt.OPTConfig(
 )  # fmt: skip
 POST_LN = PRE_LN.replace(word_embed_proj_dim=16, do_layer_norm_before=False, num_layers=3)
 CONFIGS = {"pre_ln": PRE_LN, "post_ln_350m": POST_LN}
+REAL_VOCAB = PRE_LN.replace(vocab_size=50272)  # for text: OPT's tokenizer
 
 
 def hf_model(config: opt.OPTConfig, seed: int = 0) -> transformers.OPTForCausalLM:
@@ -52,3 +53,13 @@ def hf_logits(model: transformers.OPTForCausalLM, tokens: np.ndarray, mask=None)
         ids = torch.tensor(np.asarray(tokens), dtype=torch.long)
         attn = None if mask is None else torch.tensor(np.asarray(mask), dtype=torch.long)
         return model(input_ids=ids, attention_mask=attn).logits.numpy()
+
+
+def save_text_model(folder, gpt2_bpe, config: opt.OPTConfig = REAL_VOCAB, seed: int = 3):
+    """A tiny random OPT with OPT's vocabulary saved as an HF folder with its tokenizer files
+    (from `gpt2_bpe`, the data dir's GPT-2 files); returns the folder."""
+    from optiml.models.tokenizer import OPTTokenizer
+
+    hf_model(config, seed=seed).save_pretrained(folder)
+    OPTTokenizer.from_folder(gpt2_bpe).save_hf(folder)
+    return folder

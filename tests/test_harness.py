@@ -12,25 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from opt_testing import hf_model
-
-from optiml.models import opt
-from optiml.models.tokenizer import OPTTokenizer
+from opt_testing import REAL_VOCAB, save_text_model
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 lm_eval = pytest.importorskip("lm_eval")
 
 TASKS = Path(__file__).parent / "fixtures" / "lm_eval"
-CONFIG = opt.OPTConfig(vocab_size=50272, hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64,
-                       max_positions=128, dropout=0.0, dtype="float32")  # fmt: skip
+CONFIG = REAL_VOCAB.replace(max_positions=128)
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, data_dir):
-    path = tmp_path_factory.mktemp("tiny_opt")
-    hf_model(CONFIG, seed=3).save_pretrained(path)
-    OPTTokenizer.from_folder(data_dir / "gpt2_bpe").save_hf(path)
-    return path
+    return save_text_model(tmp_path_factory.mktemp("tiny_opt"), data_dir / "gpt2_bpe", CONFIG)
 
 
 def _evaluate(model: str, model_args: str, tmp_path, monkeypatch) -> dict:

@@ -8,17 +8,15 @@ import jax
 import numpy as np
 import pytest
 import torch
-from opt_testing import hf_model
+from opt_testing import REAL_VOCAB, hf_model, save_text_model
 
 from optiml import lm
-from optiml.models import convert, decoding, opt
-from optiml.models.tokenizer import OPTTokenizer
+from optiml.models import convert, decoding
 from optiml.partitioning import MeshConfig
 
 pytestmark = pytest.mark.data  # the OPT tokenizer's files
 
-CONFIG = opt.OPTConfig(vocab_size=50272, hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64,
-                       max_positions=48, dropout=0.0, dtype="float32")  # fmt: skip
+CONFIG = REAL_VOCAB.replace(max_positions=48)
 PAIRS = [
     ("Question: Is the sky blue? Answer:", " yes"),
     ("Question: Is the sky blue? Answer:", " no"),
@@ -31,10 +29,7 @@ PAIRS = [
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, data_dir):
     """A tiny random OPT with the real vocabulary, saved as an HF folder with its tokenizer."""
-    path = tmp_path_factory.mktemp("tiny_opt")
-    hf_model(CONFIG, seed=3).save_pretrained(path)
-    OPTTokenizer.from_folder(data_dir / "gpt2_bpe").save_hf(path)
-    return path
+    return save_text_model(tmp_path_factory.mktemp("tiny_opt"), data_dir / "gpt2_bpe", CONFIG)
 
 
 @pytest.fixture(scope="module")
