@@ -1,7 +1,11 @@
 """optiml.tools.dcn: the bytes each slice sends on DCN per step, worked out by hand on the
-tiny OPT, and the DCN rows of `optiml memory` for hybrid meshes."""
+tiny OPT; the DCN rows of `optiml memory` for hybrid meshes; every calculator example in
+tpu_scripts/README.md is what the calculator prints."""
 
 from __future__ import annotations
+
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +73,25 @@ def test_memory_cli_names_a_bad_dcn_axis(capsys):
     assert memory.main(["--size", "30b", "--batch", "256", "--mesh", "dcn_tensor=2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad item 'dcn_tensor=2'" in err
+
+
+def _readme_runs() -> list[tuple[str, str]]:
+    """(arguments, printed output) of every `$ python -m optiml.tools.memory ...` example in
+    tpu_scripts/README.md (4-space indented blocks)."""
+    lines = (Path(__file__).parents[1] / "tpu_scripts" / "README.md").read_text().splitlines()
+    runs = []
+    for i, line in enumerate(lines):
+        if line.startswith("    $ python -m optiml.tools.memory "):
+            out = []
+            for following in lines[i + 1 :]:
+                if not following.startswith("    ") or following.startswith("    $ "):
+                    break
+                out.append(following[4:])
+            runs.append((line.split("optiml.tools.memory ", 1)[1], "\n".join(out)))
+    return runs
+
+
+@pytest.mark.parametrize("args, printed", _readme_runs())
+def test_the_figures_in_the_tpu_readme_are_the_calculators(args, printed, capsys):
+    assert memory.main(shlex.split(args)) == 0
+    assert capsys.readouterr().out.rstrip("\n") == printed
