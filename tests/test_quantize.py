@@ -119,3 +119,16 @@ def test_sharded_quantized_forward_equals_unsharded() -> None:
     with partitioner.activate():
         sharded = jax.jit(apply)(placed, tokens)
     np.testing.assert_allclose(np.asarray(sharded), np.asarray(single), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["float32", "int8", "int4", "fp4"])
+def test_memory_tool_counts_the_bytes_actually_held(fmt: str) -> None:
+    """`optiml memory`'s inference rows equal the bytes of the quantized tree on one device."""
+    from optiml.tools import kbit
+
+    cfg, params, _ = _model()
+    held = Q.param_bytes(params if fmt == "float32" else Q.quantize_params(params, fmt))
+    one = {"data": 1, "fsdp": 1, "model": 1}
+    assert kbit.weight_bytes(cfg, one, "standard", fmt) == held
+    split = kbit.weight_bytes(cfg, {"data": 1, "fsdp": 1, "model": 4}, "standard", fmt)
+    assert held / 4 <= split < held

@@ -338,6 +338,8 @@ def format_tensors(config: OPTConfig, mesh: Mapping[str, int], rules: str) -> st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from optiml.tools import kbit  # builds on this module
+
     parser = argparse.ArgumentParser(
         prog="python -m optiml.tools.memory",
         description="Per-device memory to fine-tune an OPT model on a (data, fsdp, model) mesh, "
@@ -366,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rules = [r.strip() for r in args.rules.split(",") if r.strip()]
         config = named_config(args.size)
         print(format_table(config, mesh, args.batch, args.length, rules, args.microbatches, dcn))
+        print(kbit.format_rows(config, mesh, rules))
         if args.tensors:
             for r in rules:
                 print()
