@@ -132,3 +132,21 @@ def test_memory_tool_counts_the_bytes_actually_held(fmt: str) -> None:
     assert kbit.weight_bytes(cfg, one, "standard", fmt) == held
     split = kbit.weight_bytes(cfg, {"data": 1, "fsdp": 1, "model": 4}, "standard", fmt)
     assert held / 4 <= split < held
+
+
+def test_quantized_greedy_decoding_through_the_kv_cache() -> None:
+    """The cache path (init_cache creates the cache through the dequantizing blocks) decodes what
+    the full forward of the same quantized weights predicts."""
+    from optiml.models import decoding
+
+    cfg, params, tokens = _model()
+    qcfg, qparams = cfg.replace(weights="int4"), Q.quantize_params(params, "int4")
+    lengths = np.full((tokens.shape[0],), tokens.shape[1], np.int32)
+    out = np.asarray(
+        decoding.generate(qparams, qcfg, tokens, lengths, max_new_tokens=4, stop_at_eos=False)
+    )
+    sequence = np.asarray(tokens)
+    for step in range(4):
+        logits = opt.OPTDecoder(qcfg).apply({"params": qparams}, sequence)
+        np.testing.assert_array_equal(out[:, step], np.asarray(logits[:, -1].argmax(-1)))
+        sequence = np.concatenate([sequence, out[:, step : step + 1]], axis=1)

@@ -136,7 +136,7 @@ def dequantizing(block: type[nn.Module], fmt: str, dtype: Any) -> type[nn.Module
         block,
         "params",
         trans_in_fn=lambda variables: dequantize_params(variables, fmt, dtype),
-        mutable=False,
+        mutable=True,  # init (e.g. of a KV cache) creates float params through it
     )
 
 
