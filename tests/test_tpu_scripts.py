@@ -284,6 +284,26 @@ def _wait_for(path: Path) -> None:
     raise AssertionError(f"{path} was not written")
 
 
+def _wait_until_dead(pid: int) -> None:
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run {pid} is still alive after stop.sh")
+
+
+def _kill_leftovers(pid_files: list[Path]) -> None:
+    """Cleans up the fake runs a test started, should stop.sh not have."""
+    for pid_file in pid_files:
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
 def test_launch_logs_stop_run_for_real_on_a_fake_worker(env):
     home = _fake_worker(env)
     args = [*TPU, "--run", "r1", "--data-dir", "/data/optiml", "--env", "LIBTPU_INIT_ARGS=--x=1"]
@@ -308,20 +328,9 @@ def test_launch_logs_stop_run_for_real_on_a_fake_worker(env):
         stopped = script("stop.sh", *TPU, "--run", "r1", env=env)
         assert "stopped r1 on" in stopped.stdout
         assert not pid_file.exists()
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the run is still alive after stop.sh")
+        _wait_until_dead(pid)
     finally:
-        if pid_file.exists():  # clean up the fake run this test started
-            try:
-                os.kill(int(pid_file.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        _kill_leftovers([pid_file])
     calls = [json.loads(line) for line in Path(env["FAKE_GCLOUD_LOG"]).read_text().splitlines()]
     assert [c[:4] for c in calls] == [["compute", "tpus", "tpu-vm", "ssh"]] * 4
     assert all("--worker=all" in c for c in (calls[0], calls[1], calls[3]))
@@ -431,21 +440,9 @@ def test_multislice_launch_logs_stop_for_real_on_fake_workers(env):
         stopped = script("stop.sh", *SLICES, "--run", "r1", env=env)
         assert stopped.stdout.count("stopped r1 on") == 2
         for pid in pids:
-            for _ in range(100):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
-            else:
-                raise AssertionError("a run is still alive after stop.sh")
+            _wait_until_dead(pid)
     finally:
-        for pid_file in pid_files:  # clean up the fake runs this test started
-            if pid_file.exists():
-                try:
-                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
+        _kill_leftovers(pid_files)
     calls = [json.loads(line) for line in Path(env["FAKE_GCLOUD_LOG"]).read_text().splitlines()]
     assert calls[0][:5] == ["compute", "tpus", "tpu-vm", "describe", "optiml-30b-0"]
     assert [call[4] for call in calls[1:]] == NODES * 3  # launch, logs, stop: each slice
