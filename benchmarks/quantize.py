@@ -40,7 +40,8 @@ def _variant(config: opt.OPTConfig, params: dict, width: str) -> tuple[opt.OPTCo
     if width in ("float32", "bfloat16"):
         cast = jax.tree.map(lambda x: jnp.asarray(x, width), params)
         return config, cast
-    return config.replace(weights=width), jax.device_put(quantize.quantize_params(params, width))
+    tree = quantize.quantize_params(params, width, 64, "bfloat16")  # the rest as bfloat16 does
+    return config.replace(weights=width), jax.device_put(tree)
 
 
 def _batch(config: opt.OPTConfig, rows: int, length: int) -> dict:

@@ -97,7 +97,7 @@ def evaluate(
         checkpoints = Path(train_dir or run_dir) / "checkpoints"
         params = checkpointing.restore_params(checkpoints, abstract, step)
     if weights != "float":  # quantized on the host, then placed like the float kernels
-        params = quantize.quantize_params(params, weights, weight_block)
+        params = quantize.quantize_params(params, weights, weight_block, model_config.dtype)
         params = jax.device_put(params, quantize.quantized_axes(shardings, weights))
         model_config = model_config.replace(weights=weights)
         title = title or f"{phase}, {weights} weights (blocks of {weight_block})"

@@ -12,7 +12,8 @@ kernels exist in float at a time. Formats:
 
 A kernel [768, 3072] in int4 becomes {"codes": uint8 [768, 1536], "scale": float32 [768, 48]}:
 0.5 + 4/64 = 0.5625 bytes per weight instead of 4 (float32) or 2 (bfloat16). The embeddings,
-the layer norms and the biases stay in float (the token table is 1.2% of OPT-30B's weights).
+the layer norms and the biases stay in float, in the compute dtype when evaluating (the token
+table is 1.2% of OPT-30B's weights, 31% of OPT-125m's).
 Codes and scales keep their kernel's logical axes, so they shard like the float weights
 (`quantized_axes`). Quantization runs once on the host (numpy) when the weights are loaded.
 """
@@ -112,15 +113,20 @@ def _map_kernels(tree: Any, fn: Callable[[Any], Any], inside: bool = False) -> A
     return out
 
 
-def quantize_params(params: Any, fmt: str, block_size: int = 64) -> Any:
-    """Host-side: every block kernel of an OPT params tree -> {"codes", "scale"} (numpy). With
-    `scan_layers`, stacked kernels [layers, ...] are quantized layer by layer alike."""
+def quantize_params(params: Any, fmt: str, block_size: int = 64, rest_dtype: Any = None) -> Any:
+    """Host-side: every block kernel of an OPT params tree -> {"codes", "scale"} (numpy); the
+    other weights (embeddings, norms, biases) cast to `rest_dtype` (e.g. the compute dtype) if
+    given. With `scan_layers`, stacked kernels [layers, ...] are quantized layer by layer alike."""
     check(fmt, block_size)
     if fmt == "float":
         return params
-    return _map_kernels(
+    tree = _map_kernels(
         jax.device_get(params), lambda k: quantize_array(np.asarray(k), fmt, block_size)
     )
+    if rest_dtype is None:
+        return tree
+    cast = lambda x: x if _is_quantized(x) else np.asarray(x).astype(rest_dtype)  # noqa: E731
+    return jax.tree.map(cast, tree, is_leaf=_is_quantized)
 
 
 def dequantize_params(tree: Any, fmt: str, dtype: Any) -> Any:

@@ -2,8 +2,8 @@
 
 The block kernels (q/k/v/out projections, fc1, fc2: `optiml.models.quantize.KERNELS`) take
 bits/8 bytes per weight plus one float32 scale per `block` weights; everything else (embeddings,
-layer norms, biases) stays in the checkpoint's `param_dtype`, as `evaluate(weight_bits=...)`
-keeps it. OPT-30B on 8 devices (model=8): about 7.0 GiB each in bfloat16, 2.2 GiB in 4 bits.
+layer norms, biases) is held in the compute dtype (`config.dtype`), as `evaluate(weight_bits=...)`
+holds it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def weight_bytes(
             size = min(block, tensor.shape[-1])  # as quantize_array: a shorter axis is one block
             total += local * (quantize.BITS[width] / 8 + 4 / size)
         elif width in quantize.BITS:
-            total += local * np.dtype(config.param_dtype).itemsize
+            total += local * np.dtype(config.dtype).itemsize
         else:
             total += local * np.dtype(width).itemsize
     return total
