@@ -43,7 +43,10 @@ def _check(tmp_path: Path, *bindings: str) -> None:
             "optimizer.OptimizerConfig.warmup_steps=6",
         ),
         ("MIXTURE='optiml_mix:nope'", "MIXTURE='optiml_mix:nope' (train/stream.from_mixture"),
-        ("partitioning.MeshConfig.data=3", "MeshConfig.data=3: mesh: data=3 does not divide the 8 devices per slice"),
+        (
+            "partitioning.MeshConfig.data=3",
+            "MeshConfig.data=3: mesh: data=3 does not divide the 8 devices per slice",
+        ),
         ("partitioning.MeshConfig.model=0", "MeshConfig.model=0: must be >= 1, or -1"),
         ("trainer.train.checkpoint_every='5'", "trainer.train.checkpoint_every='5': expected an"),
         ("trainer.train.checkpoint_every=0", "trainer.train.checkpoint_every=0: must be >= 1"),
