@@ -239,6 +239,7 @@ TOOLS = {
     "table": "optiml.tools.table",
     "compare": "optiml.evaluation.compare",
     "memory": "optiml.tools.memory",
+    "sweep": "optiml.sweep",  # the §4 ablations: variants trained, evaluated, one table
     "lm-eval": "optiml.evaluation.harness",  # lm-eval's CLI with the `optiml` model (extra)
 }
 

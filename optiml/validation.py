@@ -81,8 +81,8 @@ def mixture_name(value: Any) -> str | None:
     """A registered mixture or task: optiml's own (TF-free) or any seqio one."""
     from optiml.bench import mixing
 
-    if value in mixing.MIXTURES:
-        return None
+    if isinstance(value, Reference) or value in mixing.MIXTURES:
+        return None  # a reference (e.g. `@registry.register_mixture()`) is checked when called
     if not str(value).startswith("optiml_mix:"):
         import seqio
 

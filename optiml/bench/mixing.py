@@ -22,7 +22,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from optiml.bench import catalog, levels, names
+from optiml.bench import catalog, levels, names, subsets
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,11 @@ class MixtureSpec:
     level_config: levels.LevelConfig = levels.LevelConfig()
     benchmarks: tuple[str, ...] | None = None  # restrict to these benchmarks
     tasks: tuple[str, ...] | None = None  # restrict to these catalog task ids (e.g. a paper table)
+    # Scaling studies (paper §4.4, `subsets`): the first max_tasks tasks of the seeded nested
+    # order (supervised first), the tasks of the first max_categories categories (by size).
+    max_tasks: int | None = None
+    max_categories: int | None = None
+    subset_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,10 @@ def level_tasks(spec: MixtureSpec) -> list[catalog.TaskRecord]:
         records = [r for r in records if r.benchmark in spec.benchmarks]
     if spec.tasks is not None:
         records = [r for r in records if r.task in spec.tasks]
+    if spec.max_categories is not None:
+        records = subsets.nested_categories(records, spec.max_categories)
+    if spec.max_tasks is not None:
+        records = subsets.nested_tasks(records, spec.max_tasks, spec.subset_seed)
     return records
 
 
