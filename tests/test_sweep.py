@@ -93,3 +93,17 @@ def test_a_variant_dir_of_another_config_is_moved_aside(tmp_path: Path) -> None:
     assert sweep._variant_state(d, "abc") == "done"
     assert sweep._variant_state(d, "xyz") == "new"
     assert not d.exists() and (tmp_path / "v.stale-abc" / "report.json").is_file()
+
+
+ABLATIONS = sorted((Path(__file__).resolve().parents[1] / "gin/experiments/ablations").glob("*.gin"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+def test_every_ablation_variant_parses_with_both_presets(path: Path) -> None:
+    s, _ = sweep.load_sweep(str(path))
+    assert len(s.variants) >= 2 and s.title
+    for base in (list(s.base), ["experiments/ablations/presets/paper_30b.gin"]):
+        extra = ["CACHE_DIR = '/c'"]
+        fps = {sweep.fingerprint(sweep.variant_args(s, v, "/d", extra, base), []) for v in s.variants}
+        assert len(fps) == len(s.variants), f"{path.name}: two variants share one config"

@@ -87,6 +87,13 @@ class MixtureSpec:
     max_tasks: int | None = None
     max_categories: int | None = None
     subset_seed: int = 0
+    # Benchmarks off by default whose `off` tasks join a training level, e.g. ("dialogue",) for
+    # the BlenderBot 3 dialogues of §4.7 (their share: `MixingConfig.extra_shares["dialogue"]`).
+    off_benchmarks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # gin passes lists: keep the spec hashable
+        if not isinstance(self.off_benchmarks, tuple):
+            object.__setattr__(self, "off_benchmarks", tuple(self.off_benchmarks))
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,9 @@ def level_tasks(spec: MixtureSpec) -> list[catalog.TaskRecord]:
         records = list(lv.evaluation())
     else:
         records = list(getattr(lv, spec.level))
+    if spec.level == "train":
+        for benchmark in spec.off_benchmarks:
+            records += [r for r in catalog.tasks(benchmark) if r.role == "off"]
     if spec.benchmarks is not None:
         records = [r for r in records if r.benchmark in spec.benchmarks]
     if spec.tasks is not None:
