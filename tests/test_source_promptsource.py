@@ -116,5 +116,5 @@ def test_train_picks_one_template_per_example_at_random(data_dir, monkeypatch):
 def test_a_dataset_without_local_data_is_reported_by_name(data_dir, monkeypatch):
     monkeypatch.setenv("OPTIML_DATA_DIR", str(data_dir))
     record = catalog.task("optiml:promptsource:ag_news")
-    with pytest.raises(common.SourceDataError, match="PromptSource ag_news: no local data"):
+    with pytest.raises(common.SourceDataError, match="PromptSource ag_news: Hugging Face dataset"):
         ps.count_examples(record, "train")

@@ -21,7 +21,7 @@ def test_absent_sources_are_named_and_never_take_the_mixture_down(data_dir, monk
     for present in ("optiml:promptsource:super_glue_wic", "optiml:reasoning:creak"):
         assert rates[present] > 0
     assert r.benchmark_rates["reasoning"] == pytest.approx(0.01)
-    assert "no local data" in r.reasons["optiml:promptsource:ag_news"]
+    assert "dataset 'ag_news' is not available" in r.reasons["optiml:promptsource:ag_news"]
     assert "TFDS dataset" in r.reasons["optiml:flan:aeslc"]
     assert "UnifiedSKG totto: no local files" in r.reasons["optiml:unifiedskg:totto"]
     assert "ExMix cogs: no local files" in r.reasons["optiml:exmix:cogs"]

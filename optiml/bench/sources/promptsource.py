@@ -7,9 +7,10 @@ environment with `zip`/`enumerate` and the `choice`, `most_frequent`, `highlight
 `}}` truncated to 2048 characters, `|||` inside field values protected, `answer_choices` rendered
 from the example, and the text split on `|||` into (prompt, target), both stripped.
 
-Examples are the Hugging Face rows of the dataset; locally (tested) they are read from the
-SuperGLUE / FewGLUE / PIQA files in `$OPTIML_DATA_DIR` and converted to the HF schema (e.g. RTE
-`"label": "entailment"` -> `0`). Other datasets need the `datasets` package (optional).
+Examples are the Hugging Face rows of the dataset (`optiml.bench.sources.hub`): the local
+SuperGLUE / FewGLUE / PIQA files converted to the HF schema where present, else
+`datasets.load_dataset(<dataset>, <subset>, split=...)` from a local copy of the Hub repository or
+the Hub itself; a dataset that cannot be had is named with how to get it.
 
 Splits (paper §4.1): `train` = one template per example, picked at random (seeded) among the
 templates that apply to it, so a task keeps N examples whatever its number of templates; `test`
@@ -28,7 +29,6 @@ import functools
 import json
 import logging
 import random
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,7 @@ import yaml
 
 from optiml import paths
 from optiml.bench import catalog
-from optiml.bench.sources import common
+from optiml.bench.sources import common, hub
 
 log = logging.getLogger(__name__)
 
@@ -165,131 +165,25 @@ def render(template: Template, example: dict, seed: str = "0") -> tuple[str, str
     return parts[0], parts[1], choices
 
 
-# -- local examples in the Hugging Face schema --------------------------------------------------
-def _jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    if zipfile.is_zipfile(path):  # the AX-g file is a zip holding one jsonl
-        with zipfile.ZipFile(path) as z:
-            text = z.read(next(n for n in z.namelist() if n.endswith(".jsonl"))).decode("utf-8")
-    else:
-        text = path.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def _label(names: list[str]):
-    def convert(row: dict) -> dict:
-        return {**row, "label": names.index(row["label"])}
-
-    return convert
-
-
-def _bool_label(row: dict) -> dict:
-    return {**row, "label": int(bool(row["label"]))}
-
-
-def _wsc(row: dict) -> dict:
-    return {"text": row["text"], **row["target"], "idx": row["idx"], "label": int(row["label"])}
-
-
-def _multirc(row: dict) -> list[dict]:
-    text = row["passage"]["text"]
-    return [
-        {"paragraph": text, "question": q["question"], "answer": a["text"], "label": a["label"],
-         "idx": {"paragraph": row["idx"], "question": q["idx"], "answer": a["idx"]}}
-        for q in row["passage"]["questions"] for a in q["answers"]
-    ]  # fmt: skip
-
-
-def _record(row: dict) -> list[dict]:
-    text = row["passage"]["text"]
-    entities = sorted({text[e["start"] : e["end"] + 1] for e in row["passage"]["entities"]})
-    return [
-        {"passage": text, "query": qa["query"], "entities": entities,
-         "answers": sorted({a["text"] for a in qa["answers"]}),
-         "idx": {"passage": row["idx"], "query": qa["idx"]}}
-        for qa in row["qas"]
-    ]  # fmt: skip
-
-
-def _piqa(root: Path) -> dict[str, list[dict]]:
-    rows = _jsonl(root / "piqa" / "valid.jsonl")
-    labels_file = root / "piqa" / "valid-labels.lst"
-    labels = labels_file.read_text().split() if labels_file.is_file() else []
-    if len(labels) != len(rows):
-        raise common.SourceDataError(f"PromptSource piqa: {len(rows)} rows, {len(labels)} labels")
-    return {"validation": [{**r, "label": int(y)} for r, y in zip(rows, labels, strict=True)]}
-
-
-# source id -> (folder under $OPTIML_DATA_DIR, {HF split: file}, row converter)
-_SG, _FEW = "superglue", "superglue/fewglue32"
-LOCAL = {
-    "super_glue/rte": (f"{_SG}/rte", {"train": "train.jsonl", "validation": "val.jsonl"},
-                       _label(["entailment", "not_entailment"])),
-    "super_glue/cb": (f"{_SG}/cb", {"train": "train.jsonl", "validation": "val.jsonl"},
-                      _label(["entailment", "contradiction", "neutral"])),
-    "super_glue/wsc.fixed": (f"{_SG}/wsc", {"train": "train.jsonl", "validation": "val.jsonl"},
-                             _wsc),
-    "super_glue/axg": (f"{_SG}/rte_axg", {"test": "winogender_filtered.jsonl"},
-                       _label(["entailment", "not_entailment"])),
-    "super_glue/boolq": (f"{_FEW}/BoolQ", {"train": "train.jsonl"}, _bool_label),
-    "super_glue/copa": (f"{_FEW}/COPA", {"train": "train.jsonl"}, dict),
-    "super_glue/wic": (f"{_FEW}/WiC", {"train": "train.jsonl"}, _bool_label),
-    "super_glue/multirc": (f"{_FEW}/MultiRC", {"train": "train.jsonl"}, _multirc),
-    "super_glue/record": (f"{_FEW}/ReCoRD", {"train": "train.jsonl"}, _record),
-}  # fmt: skip
-
-
-def load_rows(source_id: str, root: Path | None = None) -> dict[str, list[dict]]:
-    """{HF split: labelled rows in the HF schema} for one dataset, from local files, else from
-    Hugging Face `datasets` when installed; SourceDataError when neither has it."""
-    return _load_rows(source_id, root or paths.data_dir())
-
-
-@functools.cache
-def _load_rows(source_id: str, root: Path) -> dict[str, list[dict]]:
-    if source_id == "piqa":
-        return _piqa(root)
-    if source_id in LOCAL:
-        folder, files, convert = LOCAL[source_id]
-        out = {}
-        for split, name in files.items():
-            rows = []
-            for row in _jsonl(root / folder / name):
-                new = convert(row)
-                rows += new if isinstance(new, list) else [new]
-            if rows:
-                out[split] = rows
-        if not out:
-            raise common.SourceDataError(f"PromptSource {source_id}: no local files in {folder}")
-        return out
-    return _hf_rows(source_id)
-
-
-def _hf_rows(source_id: str) -> dict[str, list[dict]]:
-    try:
-        import datasets
-    except ImportError:
-        raise common.SourceDataError(
-            f"PromptSource {source_id}: no local data and Hugging Face `datasets` not installed"
-        ) from None
-    name, _, subset = source_id.partition("/")
-    try:
-        loaded = datasets.load_dataset(name, subset or None)
-    except Exception as err:  # offline, unknown dataset, ...
-        raise common.SourceDataError(f"PromptSource {source_id}: datasets failed ({err})") from None
-    return {split: [r for r in ds if r.get("label", 0) != -1] for split, ds in loaded.items()}
-
-
 # -- examples ------------------------------------------------------------------------------------
 def _row_id(i: int, row: dict) -> str:
     idx = row.get("idx")
     return json.dumps(idx, sort_keys=True) if idx is not None else str(i)
 
 
+class _Indexed:
+    """The source's splits as (row id, row) pairs, each split read when `split_rows` asks."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+
+    def get(self, split: str, default=None) -> list[tuple[str, dict]] | None:
+        rows = self.source.get(split)
+        return default if rows is None else [(_row_id(i, r), r) for i, r in enumerate(rows)]
+
+
 def _rows(record: catalog.TaskRecord, split: str) -> list[tuple[str, dict]]:
-    source = load_rows(record.source_id)
-    indexed = {s: [(_row_id(i, r), r) for i, r in enumerate(rows)] for s, rows in source.items()}
+    indexed = _Indexed(hub.load_rows(record.source_id))
     return common.split_rows(record, split, indexed, key=lambda i, pair: pair[0])
 
 
