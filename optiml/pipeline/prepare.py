@@ -1,19 +1,27 @@
-"""One-off preparation: tokenize every task of a mixture once, through seqio, into the token cache.
+"""One-off preparation: tokenize every task of a mixture once into the token cache.
 
-seqio stays the source of truth for what a task is: each task's examples are exactly what
+seqio stays the definition of a task: its examples are exactly what
 `task.get_dataset(sequence_length=None, split=..., shuffle=False, seed=...)` yields (its source,
-preprocessors, vocabulary, `inputs` without EOS, `targets` with EOS). They are stored once as
-flat token arrays (see `optiml.pipeline.cache`), which `optiml.pipeline.stream` then mixes and packs
-without TensorFlow.
+preprocessors, vocabulary, `inputs` without EOS, `targets` with EOS). Tasks whose examples are
+rendered in Python (every optiml loader) take the direct path (`optiml.pipeline.direct`): the
+loader's renderer, then `tokenizers` in large batches -- the same tokens, tens of times faster;
+`--verify` checks that against seqio task by task. They are stored once as flat token arrays
+(`optiml.pipeline.cache`), which `optiml.pipeline.stream` mixes and packs without TensorFlow.
 
     python -m optiml.pipeline.prepare --mixture=MIXTURE --cache_dir=DIR [--split=train] [--seed=0]
         [--shard_index=i --num_shards=n] [--tasks=a,b,...] [--module=optiml.registry]
+        [--path=direct|seqio] [--verify] [--runner=DirectRunner|DataflowRunner|... BEAM_OPTIONS]
 
-- Distributed: task j (in sorted name order) belongs to shard j % n; run one process per shard,
-  on one host or many sharing the cache folder. Each shard writes only its own tasks' folders.
+- Distributed, simple: task j (in sorted name order) belongs to shard j % n; run one process per
+  shard, on one host or many sharing the cache folder (TPU VM hosts). Each shard writes only its
+  own tasks' folders.
+- Distributed, at scale: `--runner=<Beam runner>` runs the same per-task preparation as an Apache
+  Beam pipeline (`optiml.pipeline.beam_prepare`); other flags are Beam pipeline options.
 - Resumable: a task whose folder is complete (same seed) is skipped; rerun after a crash.
 - A task whose data is missing or malformed is reported by name (log, `_errors/<task>.json`,
   `manifest.json`) and skipped; the other tasks are still prepared.
+- `--verify` writes nothing: it prepares every task both ways and reports each task whose token
+  arrays or example order differ (exit status 1 if any).
 - The seed fixes each example's random choices in its preprocessors (e.g. the answer delimiter),
   once: every epoch of training then sees the same rendering of an example.
 """
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,10 +40,12 @@ from pathlib import Path
 import numpy as np
 import seqio
 
-from optiml.pipeline import cache
+from optiml.pipeline import cache, direct
 from optiml.validation import number
 
 log = logging.getLogger(__name__)
+
+PATHS = ("direct", "seqio")  # direct: Python-rendered tasks skip tf.data (same tokens)
 
 
 @dataclass
@@ -44,6 +55,7 @@ class Report:
     prepared: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already complete in the cache
     failed: dict[str, str] = field(default_factory=dict)  # name -> error
+    direct: list[str] = field(default_factory=list)  # prepared by the direct path
     num_examples: int = 0
     seconds: float = 0.0
 
@@ -72,18 +84,57 @@ def task_examples(task: seqio.Task, split: str, seed: int):
         yield ex.get("inputs", empty), ex["targets"]
 
 
-def prepare_task(name: str, cache_dir: str | Path, *, split: str, seed: int) -> cache.TaskInfo:
-    """Tokenize one registered task through seqio and write it into the cache."""
+def registered_task(name: str) -> seqio.Task:
     task = seqio.get_mixture_or_task(name)
     if not isinstance(task, seqio.Task):
         raise ValueError(f"{name} is a mixture, not a task")
+    return task
+
+
+def examples_of(task: seqio.Task, split: str, seed: int, path: str = "direct"):
+    """(examples as (prompt ids, target ids) pairs, the path that made them)."""
     if split not in task.splits:
-        raise ValueError(f"task {name} has no split {split!r} (it has {list(task.splits)})")
+        raise ValueError(f"task {task.name} has no split {split!r} (it has {list(task.splits)})")
+    if path not in PATHS:
+        raise ValueError(f"path {path!r} is not one of {PATHS}")
+    pairs = direct.task_examples(task, split) if path == "direct" else None
+    if pairs is not None:
+        return pairs, "direct"
+    return list(task_examples(task, split, seed)), "seqio"
+
+
+def prepare_task(
+    name: str, cache_dir: str | Path, *, split: str, seed: int, path: str = "direct"
+) -> tuple[cache.TaskInfo, str]:
+    """Tokenize one registered task and write it into the cache; returns (info, path used)."""
+    task = registered_task(name)
     vocab_size = task.output_features["targets"].vocabulary.vocab_size
-    examples = list(task_examples(task, split, seed))
+    examples, used = examples_of(task, split, seed, path)
     if not examples:
         raise ValueError(f"task {name} has no examples in split {split!r}")
-    return cache.write_task(cache_dir, split, name, examples, seed=seed, vocab_size=vocab_size)
+    info = cache.write_task(cache_dir, split, name, examples, seed=seed, vocab_size=vocab_size)
+    return info, used
+
+
+def prepare_one(
+    name: str, cache_dir: str | Path, *, split: str, seed: int, overwrite: bool, path: str
+) -> tuple[str, int, str]:
+    """Prepare one task unless the cache has it: (status, examples, error), status one of
+    `direct`/`seqio` (the path that prepared it), `skipped`, `failed` (recorded in the cache)."""
+    try:
+        info = cache.read_info(cache_dir, split, name)
+    except ValueError:
+        info = None  # damaged or old format: prepare it again
+    if info is not None and info.seed == seed and not overwrite:
+        return "skipped", info.num_examples, ""
+    try:
+        info, used = prepare_task(name, cache_dir, split=split, seed=seed, path=path)
+    except Exception as e:  # one bad task must not stop the others
+        message = f"{type(e).__name__}: {e}"
+        log.warning("prepare: task %s skipped: %s", name, message)
+        cache.write_error(cache_dir, split, name, message)
+        return "failed", 0, message
+    return used, info.num_examples, ""
 
 
 def prepare(
@@ -95,6 +146,7 @@ def prepare(
     shard_index: int = 0,
     num_shards: int = 1,
     overwrite: bool = False,
+    path: str = "direct",
 ) -> Report:
     """Prepare this shard's tasks; failures are recorded and skipped, never raised."""
     start = time.perf_counter()
@@ -108,35 +160,32 @@ def prepare(
         len(set(names)),
     )
     for i, name in enumerate(mine):
-        try:
-            info = cache.read_info(cache_dir, split, name)
-        except ValueError:
-            info = None  # damaged or old format: prepare it again
-        if info is not None and info.seed == seed and not overwrite:
+        status, n, error = prepare_one(
+            name, cache_dir, split=split, seed=seed, overwrite=overwrite, path=path
+        )
+        if status == "skipped":
             report.skipped.append(name)
             continue
-        try:
-            info = prepare_task(name, cache_dir, split=split, seed=seed)
-        except Exception as e:  # one bad task must not stop the others
-            message = f"{type(e).__name__}: {e}"
-            log.warning("prepare: task %s skipped: %s", name, message)
-            cache.write_error(cache_dir, split, name, message)
-            report.failed[name] = message
+        if status == "failed":
+            report.failed[name] = error
             continue
         report.prepared.append(name)
-        report.num_examples += info.num_examples
+        report.direct += [name] if status == "direct" else []
+        report.num_examples += n
         if (i + 1) % 100 == 0:
             log.info("prepare: %d/%d tasks (%.0f s)", i + 1, len(mine), time.perf_counter() - start)
     cache.write_manifest(cache_dir, split)
     report.seconds = time.perf_counter() - start
     log.info(
-        "prepare: shard %d/%d done in %.1f s: %d prepared (%d examples), %d already there, "
-        "%d failed%s",
+        "prepare: shard %d/%d done in %.1f s: %d prepared (%d examples; %d direct, %d through "
+        "seqio), %d already there, %d failed%s",
         shard_index,
         num_shards,
         report.seconds,
         len(report.prepared),
         report.num_examples,
+        len(report.direct),
+        len(report.prepared) - len(report.direct),
         len(report.skipped),
         len(report.failed),
         (": " + ", ".join(sorted(report.failed))) if report.failed else "",
@@ -144,32 +193,123 @@ def prepare(
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> Report:
+@dataclass
+class Verification:
+    """What `verify` found, by task name."""
+
+    same: list[str] = field(default_factory=list)  # identical tokens and order
+    differ: dict[str, str] = field(default_factory=dict)  # name -> first difference
+    seqio_only: list[str] = field(default_factory=list)  # no direct path: nothing to compare
+    unavailable: dict[str, str] = field(default_factory=dict)  # both paths failed alike
+
+
+def verify_task(name: str, *, split: str, seed: int) -> tuple[str, str]:
+    """("same" | "differ" | "seqio_only" | "unavailable", detail) for one task."""
+    task = registered_task(name)
+    outcomes = []
+    for path in PATHS:
+        try:
+            outcomes.append(examples_of(task, split, seed, path))
+        except Exception as e:  # noqa: BLE001 - a failure is an outcome to compare
+            outcomes.append((None, f"{type(e).__name__}: {e}"))
+    (fast, fast_path), (slow, slow_error) = outcomes
+    if fast is not None and fast_path == "seqio":
+        return "seqio_only", ""
+    if fast is None and slow is None:
+        return "unavailable", slow_error
+    if fast is None or slow is None:
+        return "differ", f"only one path failed: direct {fast_path!r}, seqio {slow_error!r}"
+    problem = direct.compare(fast, slow)
+    return ("differ", problem) if problem else ("same", "")
+
+
+def verify(
+    names: Sequence[str], *, split: str = "train", seed: int = 0, shard_index: int = 0,
+    num_shards: int = 1,
+) -> Verification:  # fmt: skip
+    """Prepare this shard's tasks both ways (nothing written) and compare them task by task."""
+    result = Verification()
+    mine = shard(names, shard_index, num_shards)
+    for i, name in enumerate(mine):
+        outcome, detail = verify_task(name, split=split, seed=seed)
+        if outcome == "same":
+            result.same.append(name)
+        elif outcome == "seqio_only":
+            result.seqio_only.append(name)
+        else:
+            getattr(result, outcome)[name] = detail
+            if outcome == "differ":
+                log.error("verify: task %s differs: %s", name, detail)
+        if (i + 1) % 100 == 0:
+            log.info("verify: %d/%d tasks, %d differ", i + 1, len(mine), len(result.differ))
+    log.info(
+        "verify: %d tasks identical, %d differ%s, %d seqio only, %d unavailable",
+        len(result.same), len(result.differ),
+        (": " + ", ".join(sorted(result.differ))) if result.differ else "",
+        len(result.seqio_only), len(result.unavailable),
+    )  # fmt: skip
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> Report | Verification:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--mixture", help="a registered seqio mixture (or task) name")
     group.add_argument("--tasks", help="comma-separated registered task names")
-    parser.add_argument("--cache_dir", required=True)
+    parser.add_argument("--cache_dir", help="the token cache (required unless --verify)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard_index", type=number(0), default=0)
     parser.add_argument("--num_shards", type=number(1), default=1)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument(
+        "--path", choices=PATHS, default="direct",
+        help="direct: Python-rendered tasks skip tf.data (same tokens); seqio: every task "
+        "through seqio's tf.data pipeline",
+    )  # fmt: skip
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="write nothing; compare both paths on every task (exit 1 if any differs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--runner",
+        help="prepare as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, "
+        "FlinkRunner, SparkRunner, ...); unknown flags are passed on as Beam pipeline options",
+    )
+    parser.add_argument(
         "--module",
         action="append",
         default=None,
         help="module(s) to import first to register tasks (default: optiml.registry)",
     )
-    args = parser.parse_args(argv)
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and not args.runner:
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     if args.shard_index >= args.num_shards:
         parser.error(
             f"--shard_index {args.shard_index} must be below --num_shards {args.num_shards}"
         )
+    if args.runner and (args.num_shards > 1 or args.verify):
+        parser.error("--runner distributes the tasks itself: drop --num_shards / --verify")
+    if not args.cache_dir and not args.verify:
+        parser.error("--cache_dir is required (unless --verify)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for module in args.module or ["optiml.registry"]:
+    modules = args.module or ["optiml.registry"]
+    for module in modules:
         importlib.import_module(module)
     names = mixture_tasks(args.mixture) if args.mixture else args.tasks.split(",")
+    if args.verify:
+        return verify(
+            names, split=args.split, seed=args.seed, shard_index=args.shard_index,
+            num_shards=args.num_shards,
+        )  # fmt: skip
+    if args.runner:
+        from optiml.pipeline import beam_prepare
+
+        return beam_prepare.run(
+            names, args.cache_dir, split=args.split, seed=args.seed, overwrite=args.overwrite,
+            path=args.path, modules=modules, pipeline_args=["--runner", args.runner, *beam_args],
+        )  # fmt: skip
     return prepare(
         names,
         args.cache_dir,
@@ -178,8 +318,10 @@ def main(argv: Sequence[str] | None = None) -> Report:
         shard_index=args.shard_index,
         num_shards=args.num_shards,
         overwrite=args.overwrite,
+        path=args.path,
     )
 
 
 if __name__ == "__main__":
-    main()
+    outcome = main()
+    sys.exit(1 if isinstance(outcome, Verification) and outcome.differ else 0)

@@ -13,6 +13,7 @@ Every source yields the same fields, so mixtures and evaluation treat all benchm
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ DELIMITERS = (
     "\nAnswer:", " Answer:", "\nA:", " A:", "\nOutput:", " Output:", "\nanswer:", "\noutput:"
 )  # fmt: skip
 VALIDATION_LIMIT = 250  # paper §4.1: at most 250 examples per task in validation
+_PYTHON_EXAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # source -> examples_fn
 
 
 class SourceDataError(OSError):
@@ -119,7 +121,9 @@ def split_rows(
 
 
 def function_source(task: str, examples_fn: Callable[[str], Sequence[Example]]):
-    """A lazy `seqio.FunctionDataSource`: `examples_fn(split)` runs only when a dataset is built."""
+    """A lazy `seqio.FunctionDataSource`: `examples_fn(split)` runs only when a dataset is built.
+    The source remembers `examples_fn` (`python_examples`): preparation renders through it
+    directly, without tf.data."""
     import seqio
 
     def dataset_fn(split: str, shuffle_files: bool = False, seed: int | None = None):
@@ -147,7 +151,18 @@ def function_source(task: str, examples_fn: Callable[[str], Sequence[Example]]):
         signature["label"] = tf.TensorSpec([], tf.int32)
         return tf.data.Dataset.from_generator(gen, output_signature=signature)
 
-    return seqio.FunctionDataSource(dataset_fn, splits=SPLITS)
+    source = seqio.FunctionDataSource(dataset_fn, splits=SPLITS)
+    _PYTHON_EXAMPLES[source] = examples_fn
+    return source
+
+
+def python_examples(source: Any) -> Callable[[str], Sequence[Example]] | None:
+    """`examples_fn(split)` of a source made by `function_source` (the examples its dataset
+    yields, in order), or None for any other source."""
+    try:
+        return _PYTHON_EXAMPLES.get(source)
+    except TypeError:  # not weak-referenceable: not ours
+        return None
 
 
 def lazy_source(examples_fn: Callable[..., Sequence[Example]]) -> Callable[..., Any]:

@@ -1,0 +1,123 @@
+"""The direct preparation path: a task's examples from its loader's Python renderer, tokenized in
+large batches by `tokenizers` (Rust, every core) -- the same token arrays as seqio, ~1 s per task
+of tf.data tracing saved.
+
+A task takes this path when seqio would do nothing but render and tokenize: its source comes from
+`optiml.bench.sources.common.function_source` (every loader: NIV2, PromptSource, CoT, MMLU, BBH,
+CrossFit/ExMix/UnifiedSKG/dialogue files, and FLAN/T5 whose rows TFDS reads through tf.data), its
+preprocessors are `DIRECT_PREPROCESSORS` (tokenize, then EOS on `targets`) and its features are
+`inputs` (no EOS) and `targets` (EOS). Any other task goes through seqio, which stays the
+definition: `verify` (`python -m optiml.pipeline.prepare --verify ...`) compares the two paths.
+
+    inputs  "Is the sky blue?\\nAnswer:"  -> [6209, 5, 6360, 2440, 116, 50118, 33683, 35]
+    targets " Yes"                        -> [3216, 2]                   (EOS 2 appended)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import string
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import seqio
+
+from optiml.bench.sources import common
+from optiml.pipeline import vocab as vocab_lib
+
+log = logging.getLogger(__name__)
+
+DIRECT_PREPROCESSORS = (
+    (seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim),
+    (seqio.preprocessors.tokenize, seqio.preprocessors.append_eos),
+)  # without a sequence length both append EOS to the features with add_eos
+
+Pair = tuple[Sequence[int], Sequence[int]]  # (prompt ids, target ids + EOS)
+
+
+def renderer(task: seqio.Task) -> Callable[[str], Sequence[common.Example]] | None:
+    """The Python renderer of a task whose seqio preparation the direct path reproduces, else
+    None (the task then goes through seqio)."""
+    examples_fn = common.python_examples(task.source)
+    if examples_fn is None:
+        return None
+    if tuple(task.preprocessors) not in DIRECT_PREPROCESSORS:
+        return None
+    features = task.output_features
+    if set(features) != {"inputs", "targets"}:
+        return None
+    inputs, targets = features["inputs"], features["targets"]
+    if inputs.add_eos or not targets.add_eos or inputs.vocabulary != targets.vocabulary:
+        return None
+    return examples_fn
+
+
+def encode(vocabulary: seqio.Vocabulary, texts: list[str]) -> list[list[int]]:
+    """Token ids of many strings: `encode_batch` where the vocabulary has it (OPT's, parallel
+    over every core), else `encode` one by one -- the ids seqio's `encode_tf` gives."""
+    batch = getattr(vocabulary, "encode_batch", None)
+    return batch(texts) if batch is not None else [vocabulary.encode(t) for t in texts]
+
+
+def shared_split(texts: Sequence[str]) -> int:
+    """A cut k > 0 inside the prefix all `texts` share, where each text's tokens are the tokens
+    of `text[:k]` followed by those of `text[k:]`; 0 if there is none.
+
+    GPT-2's byte-level pre-tokenizer splits text into pieces (`'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+|
+    ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`) and BPE never merges across pieces. No piece
+    holds a non-space character followed by a space, so a space after a letter, digit or ASCII
+    punctuation mark always starts a new piece: NIV2's shared "Definition: ..." is then
+    tokenized once per task instead of once per example.
+    """
+    if len(texts) < 2:
+        return 0
+    prefix = os.path.commonprefix(list(texts))
+    k = prefix.rfind(" ")
+    while k > 0 and not (prefix[k - 1].isalnum() or prefix[k - 1] in string.punctuation):
+        k = prefix.rfind(" ", 0, k)
+    return max(k, 0)
+
+
+def encode_prompts(vocabulary: seqio.Vocabulary, prompts: list[str]) -> list[list[int]]:
+    """`encode(vocabulary, prompts)`, their shared prefix tokenized once (`shared_split`) when the
+    vocabulary is OPT's byte-level BPE."""
+    k = shared_split(prompts) if isinstance(vocabulary, vocab_lib.OPTVocabulary) else 0
+    if k == 0:
+        return encode(vocabulary, prompts)
+    head, *tails = encode(vocabulary, [prompts[0][:k]] + [p[k:] for p in prompts])
+    return [head + tail for tail in tails]
+
+
+def tokenize(task: seqio.Task, examples: Sequence[common.Example]) -> list[Pair]:
+    """(prompt ids, target ids + EOS) of every example, in order, as seqio's preprocessors."""
+    vocabulary = task.output_features["targets"].vocabulary
+    prompts = encode_prompts(vocabulary, [e.inputs for e in examples])
+    targets = encode(vocabulary, [e.targets for e in examples])
+    eos = [vocabulary.eos_id]
+    return [(p, t + eos) for p, t in zip(prompts, targets, strict=True)]
+
+
+def task_examples(task: seqio.Task, split: str) -> list[Pair] | None:
+    """The task's examples of `split` by the direct path, or None if it does not apply."""
+    examples_fn = renderer(task)
+    if examples_fn is None:
+        return None
+    return tokenize(task, list(examples_fn(split)))
+
+
+def compare(direct: Sequence[Pair], reference: Sequence[Pair]) -> str | None:
+    """None if both paths give the same examples in the same order, else where they differ."""
+    if len(direct) != len(reference):
+        return f"{len(direct)} examples by the direct path, {len(reference)} by seqio"
+    for i, ((p, t), (q, u)) in enumerate(zip(direct, reference, strict=True)):
+        for part, a, b in (("prompt", p, q), ("target", t, u)):
+            a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+            if not np.array_equal(a, b):
+                n = min(len(a), len(b))
+                j = int(np.argmax(a[:n] != b[:n])) if (a[:n] != b[:n]).any() else n
+                return (
+                    f"example {i}: {part} ids differ from token {j} ({len(a)} vs {len(b)} "
+                    f"tokens): {a[j : j + 6].tolist()} vs {b[j : j + 6].tolist()}"
+                )
+    return None
