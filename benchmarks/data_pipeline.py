@@ -1,16 +1,22 @@
-"""Data pipeline benchmark (issue 4, item 7): the training mixture over every local NIV2 task.
+"""Data pipeline benchmark: preparing the token cache (direct path vs seqio) and streaming it.
 
     OPTIML_DATA_DIR=../shared/data .venv/bin/python benchmarks/data_pipeline.py \
-        [--mixture=optiml_mix:train] [--cache_dir=/tmp/optiml_cache] [--fresh] [--num_shards=2]
+        [--mixture=optiml_mix:niv2_all] [--cache_dir=/tmp/optiml_cache] [--fresh] [--num_shards=1]
 
-Measures, each phase in its own process so times and memory are its own:
-1. prepare: `python -m optiml.pipeline.prepare` over the mixture's tasks, `--num_shards`
-   processes in parallel (one-off; resumable, so a second run only checks the cache unless --fresh);
-2. fast: `MixtureStream` from a cold process: seconds to the first packed [batch, 2048] batch
+Measures, each phase in its own process so times and memory are its own (machine load printed
+first and last: the machine may be shared):
+1. paths: the same --compare_tasks tasks of the mixture prepared by the direct path (loader's
+   Python rendering + batched `tokenizers`) and by seqio's tf.data path: seconds per task and
+   examples/s of each, their ratio, and whether the two caches are byte-identical; one warm-up
+   task per path first (tokenizer load, TF tracing) on its own line;
+2. prepare: `python -m optiml.pipeline.prepare` over the whole mixture (direct path),
+   `--num_shards` processes in parallel, imports included (resumable: a second run only checks
+   the cache unless --fresh);
+3. fast: `MixtureStream` from a cold process: seconds to the first packed [batch, 2048] batch
    (imports and rates included), steady examples/s, peak RSS, non-pad fraction, determinism for
    a seed (a second stream reproduces the batches) and resume at step N from the small state
    (a third stream, set_state, equals the first; no replay);
-3. naive: `seqio.get_mixture_or_task(mixture).get_dataset(..., shuffle=True, num_epochs=None)`
+4. naive: `seqio.get_mixture_or_task(mixture).get_dataset(..., shuffle=True, num_epochs=None)`
    over the same tasks, examples counted one by one (seqio's packing is left out: it only adds
    work, so the speed-up printed is a lower bound), for --naive_seconds after its first example
    (--naive_build_seconds for building it and its first example: if it never yields one, its rate
@@ -24,6 +30,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TARGETS = {
+    "prepare_speedup_vs_seqio": (">=", 20.0),
+    "prepare_s": ("<=", 60.0),
     "first_batch_s": ("<=", 30.0),
     "steady_examples_per_s": (">=", 5000.0),
     "speedup_vs_naive": (">=", 100.0),
@@ -46,9 +55,13 @@ TARGETS = {
 
 
 def _rss_gb() -> float:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _cpu_s(who: int) -> float:
+    """User + system CPU seconds of this process (every thread) or of its waited-for children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _digest(batch: dict) -> str:
@@ -65,6 +78,43 @@ def _count(batch: dict) -> tuple[int, int]:
 
 
 # -- phases (each runs in a child process and prints one JSON line) --------------------------
+def phase_paths(args: argparse.Namespace) -> dict:
+    """Both preparation paths on the same sample of the mixture's tasks."""
+    import filecmp
+
+    import optiml.registry  # noqa: F401
+    from optiml.pipeline import cache, prepare
+    from optiml.pipeline.stream import mixture_rates
+
+    names = sorted(name for name, _ in mixture_rates(args.mixture)[0])
+    warmup, rest = names[0], names[1:]
+    sample = rest[:: max(1, len(rest) // args.compare_tasks)][: args.compare_tasks]
+    out: dict = {"imports_and_rates_s": time.perf_counter() - START, "compared_tasks": len(sample)}
+    root = Path(tempfile.mkdtemp(prefix="optiml_paths_"))
+    for path in ("direct", "seqio"):
+        t0 = time.perf_counter()
+        prepare.prepare([warmup], root / f"warmup_{path}", path=path)
+        out[f"{path}_warmup_task_s"] = time.perf_counter() - t0
+        cpu = _cpu_s(resource.RUSAGE_SELF)
+        report = prepare.prepare(sample, root / path, path=path)
+        out[f"{path}_s_per_task"] = report.seconds / len(sample)
+        out[f"{path}_cpu_s_per_task"] = (_cpu_s(resource.RUSAGE_SELF) - cpu) / len(sample)
+        out[f"{path}_examples_per_s"] = report.num_examples / report.seconds
+        out[f"{path}_failed"] = len(report.failed)
+    out["prepare_speedup_vs_seqio"] = out["seqio_s_per_task"] / out["direct_s_per_task"]
+    out["prepare_cpu_ratio_vs_seqio"] = (
+        out["seqio_cpu_s_per_task"] / out["direct_cpu_s_per_task"]
+    )  # CPU seconds (every thread) per task: what a shared machine's load does not change
+    out["identical_caches"] = all(
+        filecmp.cmp(cache.task_dir(root / "direct", "train", n) / f,
+                    cache.task_dir(root / "seqio", "train", n) / f, shallow=False)
+        for n in json.loads((root / "seqio" / "train" / cache.MANIFEST).read_text())["tasks"]
+        for f in ("tokens.npy", "offsets.npy", "prompt_lengths.npy", "info.json")
+    )  # fmt: skip
+    shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
 def phase_fast(args: argparse.Namespace) -> dict:
     from optiml.bench import mixing
     from optiml.pipeline.stream import MixtureStream, check_counts, stream_tasks
@@ -197,14 +247,17 @@ def run_prepare(args: argparse.Namespace) -> dict:
         )
         for i in range(args.num_shards)
     ]
+    cpu = _cpu_s(resource.RUSAGE_CHILDREN)
     for p in procs:
         _, err = p.communicate()
         if p.returncode:
             raise SystemExit(f"prepare failed:\n{err[-3000:]}")
     seconds = time.perf_counter() - t0
+    cpu = _cpu_s(resource.RUSAGE_CHILDREN) - cpu
     manifest = json.loads((Path(args.cache_dir) / "train" / "manifest.json").read_text())
     return {
         "prepare_s": seconds,
+        "prepare_cpu_s": cpu,  # every process and thread, imports included
         "prepare_shards": args.num_shards,
         "cached_tasks": manifest["num_tasks"],
         "cached_examples": manifest["num_examples"],
@@ -215,10 +268,10 @@ def run_prepare(args: argparse.Namespace) -> dict:
     }
 
 
-def run_fast(args: argparse.Namespace) -> dict:
-    out = subprocess.run(_child(args, "fast"), cwd=ROOT, capture_output=True, text=True)
+def run_phase(args: argparse.Namespace, phase: str) -> dict:
+    out = subprocess.run(_child(args, phase), cwd=ROOT, capture_output=True, text=True)
     if out.returncode:
-        raise SystemExit(f"fast phase failed:\n{out.stderr[-3000:]}")
+        raise SystemExit(f"{phase} phase failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -277,12 +330,13 @@ def run_naive(args: argparse.Namespace) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", default="all", choices=["all", "fast", "naive"])
+    parser.add_argument("--phase", default="all", choices=["all", "paths", "fast", "naive"])
     parser.add_argument("--mixture", default="optiml_mix:niv2_all")
     parser.add_argument("--cache_dir", default=os.path.join(tempfile.gettempdir(), "optiml_cache"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--num_shards", type=int, default=2)
+    parser.add_argument("--num_shards", type=int, default=1)
+    parser.add_argument("--compare_tasks", type=int, default=100)
     parser.add_argument("--warmup_batches", type=int, default=20)
     parser.add_argument("--steady_seconds", type=float, default=20.0)
     parser.add_argument("--naive_seconds", type=float, default=60.0)
@@ -294,17 +348,20 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-    if args.phase == "fast":
-        print(json.dumps(phase_fast(args)))
+    if args.phase in ("fast", "paths"):
+        print(json.dumps({"fast": phase_fast, "paths": phase_paths}[args.phase](args)))
         return 0
     if args.phase == "naive":
         phase_naive(args)
         return 0
 
-    figures: dict = {}
+    figures: dict = {"load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    _print("machine (1/5/15-min load average, 2 cores)", figures)
+    figures.update(run_phase(args, "paths"))
+    _print("paths: direct vs seqio on the same tasks", figures)
     figures.update(run_prepare(args))
-    _print("prepare", figures)
-    figures.update(run_fast(args))
+    _print("prepare (direct path, whole mixture)", figures)
+    figures.update(run_phase(args, "fast"))
     _print("fast stream", figures)
     if not args.skip_naive:
         figures.update(run_naive(args))
@@ -312,6 +369,8 @@ def main() -> int:
             figures["steady_examples_per_s"] / figures["naive_examples_per_s"]
         )
         _print("naive seqio.Mixture", figures)
+    figures["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    _print("machine", figures)
     return _verdict(figures)
 
 
@@ -339,7 +398,7 @@ def _verdict(figures: dict) -> int:
         ok = {"<=": value <= bound, ">=": value >= bound, "<": value < bound}[op]
         failed += not ok
         print(f"  {'PASS' if ok else 'FAIL'}  {key} = {value:,.3f}  (target {op} {bound:g})")
-    for key in ("deterministic", "resume_exact"):
+    for key in ("identical_caches", "deterministic", "resume_exact"):
         failed += not figures[key]
         print(f"  {'PASS' if figures[key] else 'FAIL'}  {key}")
     return 1 if failed else 0

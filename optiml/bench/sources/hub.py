@@ -6,7 +6,7 @@ Where they come from, first match wins (source id `dataset[/subset]`, e.g. `supe
    Hugging Face columns (e.g. RTE `"label": "entailment"` -> `0`; FewGLUE WiC's `version` and
    AX-g's `pair_id` dropped) -- the rows `datasets` would give for the same examples;
 2. a local copy of the dataset's Hub repository, `$OPTIML_DATA_DIR/huggingface/<dataset>`
-   (parquet/JSON files and the README's `configs`, e.g. from `huggingface-cli download
+   (parquet/JSON files and the README's `configs`, e.g. from `hf download
    --repo-type dataset <dataset> --local-dir $OPTIML_DATA_DIR/huggingface/<dataset>`);
 3. the Hugging Face Hub (or its local cache when `HF_DATASETS_OFFLINE=1`).
 
