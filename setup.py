@@ -18,9 +18,9 @@ INSTALL_REQUIRES = [
     "tensorflow-text==2.21.1",
     "tensorflow-datasets==4.9.10",
     "gin-config==0.5.0",
-    "sentencepiece==0.2.3",
+    "sentencepiece==0.2.2",  # 0.2.3 ships protobuf-7 generated code; Beam needs protobuf < 7
     "numpy==2.4.6",
-    "protobuf==7.36.2",
+    "protobuf==6.33.6",  # what TF 2.21 was generated with; apache-beam 2.77 needs < 7
     "tokenizers==0.23.3",
     "rouge-score==0.1.2",
     "nltk==3.10.4",
@@ -33,6 +33,7 @@ INSTALL_REQUIRES = [
     "absl-py==2.5.1",
     "psutil==7.2.2",
     "tensorboard==2.21.0",  # clu's metric writers
+    "datasets==5.2.0",  # PromptSource rows from the Hugging Face Hub
 ]
 
 EXTRAS_REQUIRE = {
@@ -42,6 +43,8 @@ EXTRAS_REQUIRE = {
     # The lm-evaluation-harness backend (`optiml lm-eval run --model optiml ...`): lm-eval's core,
     # no torch (its `hf` backend, for comparisons, is in the test extra).
     "lm_eval": ["lm_eval==0.4.13"],
+    # Preparation as an Apache Beam pipeline (prepare --runner=...); in the lock, so tested.
+    "beam": ["apache-beam==2.77.0"],
     "test": [
         "pytest==9.2.0",
         "hypothesis==6.170.15",
