@@ -84,9 +84,9 @@ def phase_paths(args: argparse.Namespace) -> dict:
 
     import optiml.registry  # noqa: F401
     from optiml.pipeline import cache, prepare
-    from optiml.pipeline.stream import mixture_rates
+    from optiml.pipeline.stream import stream_tasks
 
-    names = sorted(name for name, _ in mixture_rates(args.mixture)[0])
+    names = sorted(name for name, _ in stream_tasks(args.mixture)[0])
     warmup, rest = names[0], names[1:]
     sample = rest[:: max(1, len(rest) // args.compare_tasks)][: args.compare_tasks]
     out: dict = {"imports_and_rates_s": time.perf_counter() - START, "compared_tasks": len(sample)}

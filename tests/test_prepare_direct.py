@@ -11,7 +11,7 @@ import seqio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optiml.bench import catalog, names
+from optiml.bench import catalog, mixing, names
 from optiml.pipeline import cache, direct, prepare
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -19,7 +19,7 @@ FILES = ("tokens.npy", "offsets.npy", "prompt_lengths.npy", "info.json")
 
 
 @pytest.fixture
-def all_data(data_dir, tmp_path, monkeypatch) -> Path:
+def all_data(data_dir, tmp_path, monkeypatch):
     """The real data folder plus the test fixtures of the sources it lacks (CrossFit, ExMix,
     UnifiedSKG, dialogue), so that every loader has tasks to prepare."""
     root = tmp_path / "data"
@@ -29,7 +29,9 @@ def all_data(data_dir, tmp_path, monkeypatch) -> Path:
     for entry in FIXTURES.iterdir():
         (root / entry.name).symlink_to(entry.resolve())
     monkeypatch.setenv("OPTIML_DATA_DIR", str(root))
-    return root
+    mixing.count_examples.cache_clear()  # counts are cached per task, not per data folder
+    yield root
+    mixing.count_examples.cache_clear()
 
 
 def _identical_caches(a: Path, b: Path, split: str, tasks: list[str]) -> None:
@@ -101,15 +103,8 @@ def _registered(benchmark: str, variant: str | None = None) -> list[str]:
 
 
 def _available(tasks: list[str], split: str) -> list[str]:
-    out = []
-    for name in tasks:
-        record = catalog.task(name)
-        try:
-            if catalog.loader(record.benchmark).count_examples(record, split) > 0:
-                out.append(name)
-        except (OSError, ValueError, KeyError):
-            continue
-    return out
+    counts = {name: mixing.count_examples(catalog.task(name), split) for name in tasks}
+    return [name for name, n in counts.items() if isinstance(n, int) and n > 0]
 
 
 @pytest.mark.slow

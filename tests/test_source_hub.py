@@ -190,12 +190,12 @@ def test_a_dataset_missing_offline_is_named_and_the_mixture_builds(hub_data):
             "train", "train", mixing.opt_iml_recipe(), benchmarks=("promptsource",), tasks=tasks
         ),
     )
-    mixing._count.cache_clear()
+    mixing.count_examples.cache_clear()
     rates = mixing.mixture_rates(name)
     assert sorted(rates.counts) == [_record(t).name for t in tasks[:3]]
     assert rates.missing == [missing.name] and rates.reasons[missing.name] == message
     assert sum(r for _, r in rates.rates) == pytest.approx(1.0)
-    mixing._count.cache_clear()
+    mixing.count_examples.cache_clear()
 
 
 @pytest.mark.data
