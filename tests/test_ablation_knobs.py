@@ -46,3 +46,17 @@ def test_dialogue_tasks_join_the_training_level_only_when_switched_on() -> None:
     recipe = mixing.MixingConfig(proportions={"niv2": 1.0}, extra_shares={"dialogue": 0.005})
     shares = mixing.compute_rates({"a": ("niv2", 10), "d": ("dialogue", 5)}, recipe)[1]
     assert shares == pytest.approx({"niv2": 0.995, "dialogue": 0.005})
+
+
+def test_pretraining_text_joins_the_training_level_only_when_switched_on() -> None:
+    base = dict(level="train", split="train", recipe=mixing.opt_iml_recipe(plain_text=0.05))
+    names = lambda spec: {r.name for r in mixing.level_tasks(spec)}  # noqa: E731
+    added = names(mixing.MixtureSpec(**base, off_benchmarks=("pretrain",))) - names(
+        mixing.MixtureSpec(**base)
+    )
+    assert added == {"optiml:pretrain:opt_pretraining_last_shard"}
+    shares = mixing.compute_rates(
+        {"a": ("niv2", 10), "t": ("pretrain", 5), "r": ("reasoning", 3)},
+        mixing.opt_iml_recipe(plain_text=0.05),
+    )[1]
+    assert shares == pytest.approx({"niv2": 0.94, "pretrain": 0.05, "reasoning": 0.01})

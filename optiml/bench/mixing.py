@@ -87,8 +87,9 @@ class MixtureSpec:
     max_tasks: int | None = None
     max_categories: int | None = None
     subset_seed: int = 0
-    # Benchmarks off by default whose `off` tasks join a training level, e.g. ("dialogue",) for
-    # the BlenderBot 3 dialogues of §4.7 (their share: `MixingConfig.extra_shares["dialogue"]`).
+    # Benchmarks off by default whose training tasks (role `off` or `train`) join a training
+    # level: ("dialogue",) for the BlenderBot 3 dialogues of §4.7, ("pretrain",) for the plain
+    # text of §4.5 (their shares: `MixingConfig.extra_shares["dialogue" / "pretrain"]`).
     off_benchmarks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:  # gin passes lists: keep the spec hashable
@@ -130,8 +131,10 @@ def level_tasks(spec: MixtureSpec) -> list[catalog.TaskRecord]:
     else:
         records = list(getattr(lv, spec.level))
     if spec.level == "train":
+        present = {r.name for r in records}
         for benchmark in spec.off_benchmarks:
-            records += [r for r in catalog.tasks(benchmark) if r.role == "off"]
+            records += [r for r in catalog.tasks(benchmark)
+                        if r.role in ("off", "train") and r.name not in present]  # fmt: skip
     if spec.benchmarks is not None:
         records = [r for r in records if r.benchmark in spec.benchmarks]
     if spec.tasks is not None:
