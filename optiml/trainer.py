@@ -4,8 +4,15 @@
 
 One call: join the multi-host job (if configured) -> build the mesh -> resume from the newest
 checkpoint in `run_dir/checkpoints` (train state + data position), or start from random or
-imported weights -> for each step: next batch, sharded train step, check the loss and gradient
-norm are finite, metrics, periodic teacher-forced eval and checkpoint -> final checkpoint.
+imported weights -> for each step: next batch, sharded train step, metrics, periodic teacher-forced
+eval and checkpoint -> final checkpoint.
+
+The loop never waits for the device between steps: each step's metrics stay on the device (the
+next batch is prepared while it runs). At every step that logs, evaluates or saves, the metrics
+of the steps since the last such read come back in one transfer and are checked in order; the
+first step with a NaN/inf loss or gradient norm raises NonFiniteError there, before that step's
+checkpoint is started -- checkpoints are only written at such steps, so none holds a non-finite
+state, and the error names the step.
 On SIGTERM (a preempted TPU VM, `tpu_scripts/stop.sh`) the step boundary after it saves a
 checkpoint and `train` returns with one line (`optiml.preemption`); the same command resumes.
 
@@ -13,21 +20,18 @@ Data is pluggable: `train_data` / `eval_data` are factories called as
 `factory(batch_size=B, process_index=i, process_count=n)` (B global) that return an iterator of
 numpy batch dicts (the five decoder features, [B / n, length]: rows [i B/n, (i+1) B/n) of each
 global batch) with `get_state()` / `set_state(state)`: `optiml.synthetic.SyntheticData` in tests,
-`optiml.pipeline.stream.from_mixture` (the packed OPT-IML mixture) in the run configs. This module
-imports neither TensorFlow nor seqio; clu's TensorBoard writer does, at run time
-(`tensorboard=False` avoids it).
+`optiml.pipeline.stream.from_mixture` (the packed OPT-IML mixture) in the run configs.
 
 Outputs in `run_dir`: `optiml_config.json` (the model's OPTConfig, so that the run is a checkpoint
 `optiml.lm.load` and `convert optiml-to-hf` read), `checkpoints/`, TensorBoard event files (loss,
 cross_entropy, accuracy, grad_norm, learning_rate, tokens_per_second, mfu, eval/...) and the same
 scalars as JSON lines in `metrics.jsonl` (one `{"step": 10, "loss": ...}` per write; a resumed
-run appends).
+run appends), both through clu's metric writers (`optiml.metric_writers`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 import time
@@ -39,10 +43,17 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from optiml import checkpointing, flops, partitioning, preemption, train_step, validation
+from optiml import (
+    checkpointing,
+    flops,
+    metric_writers,
+    partitioning,
+    preemption,
+    train_step,
+    validation,
+)
 from optiml.models import convert, opt
 from optiml.optimizer import OptimizerConfig, make_optimizer, schedule
-from optiml.tf_devices import hide_gpus_from_tensorflow
 
 
 class BatchStream(Protocol):
@@ -144,10 +155,11 @@ def train(
             normalization=loss_normalization, z_loss=z_loss,
         )  # fmt: skip
 
-    writer = _MetricWriter(run_path, tensorboard=tensorboard)
+    writer = metric_writers.create_writer(run_path, tensorboard=tensorboard)
     peak = peak_flops_per_device or flops.peak_flops_per_device()
     length = None
-    window: list[dict[str, float]] = []
+    unread: list[dict[str, jax.Array]] = []  # metrics of the steps since the last read, on device
+    window: list[dict[str, float]] = []  # metrics of the steps since the last log, read
     metrics: dict[str, float] = {}
     progress = tqdm(
         total=steps, initial=start, desc="train", disable=jax.process_index() != 0, file=sys.stdout
@@ -163,28 +175,32 @@ def train(
             data_state = stream.get_state()  # the position after the batches `state` has seen
             if step + 1 < steps:
                 batch = _next(stream, step + 1)  # host work overlaps the device step
-            step_metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-            _check_finite(step + 1, step_metrics, checkpointer)
-            step_metrics["learning_rate"] = float(learning_rate(step))
-            window.append(step_metrics)
+            unread.append(step_metrics)  # not read: the device runs ahead of Python
             progress.update(1)
 
             done = step + 1
             preempted = watcher.reached(done)
-            if done % log_every == 0 or done == steps or preempted:
+            log = done % log_every == 0 or done == steps or preempted
+            evaluating = evaluate is not None and (done % eval_every == 0 or done == steps)
+            saving = done % checkpoint_every == 0 or done == steps or preempted
+            if log or evaluating or saving:  # one transfer; a non-finite step raises here
+                window += _read_finite(done - len(unread) + 1, unread, checkpointer)
+                unread = []
+            if log:
                 elapsed, tick = time.perf_counter() - tick, time.perf_counter()
-                metrics = _summarize_window(window, elapsed, batch_size * length)
+                lr = float(learning_rate(step))
+                metrics = _summarize_window(window, lr, elapsed, batch_size * length)
                 if peak:
                     flops_per_second = metrics["tokens_per_second"] * flops.flops_per_token(
                         model_config, length
                     )
                     metrics["mfu"] = flops_per_second / (jax.device_count() * peak)
                 window = []
-                writer.write(done, metrics)
+                writer.write_scalars(done, metrics)
                 progress.set_postfix_str(_short(metrics), refresh=False)
-            if evaluate is not None and (done % eval_every == 0 or done == steps):
+            if evaluating:
                 eval_metrics = evaluate(state.params)
-                writer.write(done, {f"eval/{k}": v for k, v in eval_metrics.items()})
+                writer.write_scalars(done, {f"eval/{k}": v for k, v in eval_metrics.items()})
                 _say(f"step {done}: eval {_short(eval_metrics)}")
                 tick = time.perf_counter()  # eval time does not count against tokens/s
             checkpointer.save(done, state, data_state, force=done == steps or preempted)
@@ -249,22 +265,32 @@ def _iterate(stream: BatchStream) -> Iterator[dict[str, np.ndarray]]:
             return
 
 
-def _check_finite(step: int, metrics: dict[str, float], checkpointer: checkpointing.Checkpointer):
-    bad = {k: metrics[k] for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])}
-    if bad:
-        checkpointer.wait()
-        last = checkpointer.latest_step()
-        where = f"{checkpointer.directory}/{last}" if last is not None else "none saved yet"
-        raise NonFiniteError(
-            f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())}; "
-            f"stopped without saving this step. Last good checkpoint: {where}"
-        )
+def _read_finite(
+    first_step: int, unread: list[dict[str, jax.Array]], checkpointer: checkpointing.Checkpointer
+) -> list[dict[str, float]]:
+    """The metrics of steps first_step, first_step + 1, ... read from the device in one
+    transfer; NonFiniteError at the first step whose loss or gradient norm is NaN/inf."""
+    rows = [{k: float(v) for k, v in m.items()} for m in jax.device_get(unread)]
+    for step, row in enumerate(rows, start=first_step):
+        bad = {k: row[k] for k in ("loss", "grad_norm") if not math.isfinite(row[k])}
+        if bad:
+            checkpointer.wait()
+            last = checkpointer.latest_step()
+            where = f"{checkpointer.directory}/{last}" if last is not None else "none saved yet"
+            raise NonFiniteError(
+                f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())}; "
+                f"stopped without saving this step. Last good checkpoint: {where}"
+            )
+    return rows
 
 
-def _summarize_window(window: list[dict[str, float]], seconds: float, tokens_per_step: int):
-    """Means of the per-step metrics since the last log, plus throughput."""
+def _summarize_window(
+    window: list[dict[str, float]], learning_rate: float, seconds: float, tokens_per_step: int
+) -> dict[str, float]:
+    """Means of the per-step metrics since the last log, the last step's learning rate, and
+    throughput."""
     out = {k: float(np.mean([m[k] for m in window])) for k in window[0] if k != "tokens"}
-    out["learning_rate"] = window[-1]["learning_rate"]
+    out["learning_rate"] = learning_rate
     out["tokens_per_second"] = len(window) * tokens_per_step / max(seconds, 1e-9)
     return out
 
@@ -278,34 +304,3 @@ def _short(metrics: dict[str, float]) -> str:
 def _say(message: str) -> None:
     if jax.process_index() == 0:
         tqdm.write(f"optiml: {message}", file=sys.stdout)
-
-
-class _MetricWriter:
-    """clu's TensorBoard writer (process 0 only) plus a plain `metrics.jsonl` beside it."""
-
-    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
-        self.primary = jax.process_index() == 0
-        self.clu = None
-        if self.primary:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self.jsonl = (run_dir / "metrics.jsonl").open("a")
-        if self.primary and tensorboard:
-            from clu import metric_writers  # imports TensorFlow
-
-            hide_gpus_from_tensorflow()
-            self.clu = metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(run_dir)))
-
-    def write(self, step: int, scalars: dict[str, float]) -> None:
-        if not self.primary:
-            return
-        self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-        self.jsonl.flush()
-        if self.clu is not None:
-            self.clu.write_scalars(step, scalars)
-
-    def close(self) -> None:
-        if not self.primary:
-            return
-        self.jsonl.close()
-        if self.clu is not None:
-            self.clu.close()

@@ -91,14 +91,16 @@ def test_sigkill_and_resume_give_the_uninterrupted_loss_curve(tmp_path):
     assert rows == [1, 2, 3, 4, *range(resumed_from + 1, 7)]
 
 
-def test_nan_in_a_batch_stops_cleanly(tmp_path):
+def poisoned(at: int):
+    """A synthetic data factory whose batch of step `at` has a NaN loss weight."""
+
     class Poisoned:
         def __init__(self, **kwargs):
             self.stream = synthetic()(**kwargs)
 
         def __next__(self):
             batch = next(self.stream)
-            if self.stream.index == 4:  # the batch of step 4
+            if self.stream.index == at:
                 batch["decoder_loss_weights"][0, 5] = np.nan
             return batch
 
@@ -108,12 +110,39 @@ def test_nan_in_a_batch_stops_cleanly(tmp_path):
         def set_state(self, state):
             self.stream.set_state(state)
 
+    return Poisoned
+
+
+def test_nan_in_a_batch_stops_cleanly(tmp_path):
     run_dir = tmp_path / "nan"
     with pytest.raises(trainer.NonFiniteError, match=r"step 4: non-finite loss=nan.*checkpoints/2"):
-        train_tiny(run_dir, train_data=Poisoned)
+        train_tiny(run_dir, train_data=poisoned(4))
     assert sorted(logged_losses(run_dir)) == [1, 2, 3]
     ckpt = checkpointing.Checkpointer(run_dir / "checkpoints", save_every=2)
     assert ckpt.all_steps() == [2]
+    ckpt.close()
+
+
+def test_metrics_are_read_only_at_log_eval_and_checkpoint_steps(tmp_path, monkeypatch):
+    """log every 3, save every 4, 6 steps: reads at 3, 4 and 6, each covering every step since
+    the last; a NaN at step 5 is caught at 6, before step 6's save (step 4's is the last)."""
+    reads = []
+    read = trainer._read_finite
+
+    def counted(first_step, unread, checkpointer):
+        reads.append((first_step, len(unread)))
+        return read(first_step, unread, checkpointer)
+
+    monkeypatch.setattr(trainer, "_read_finite", counted)
+    options = dict(log_every=3, checkpoint_every=4, async_checkpoints=False)
+    train_tiny(tmp_path / "ok", **options)
+    assert reads == [(1, 3), (4, 1), (5, 2)]
+    assert [r["step"] for r in metric_rows(tmp_path / "ok")] == [3, 6]
+
+    with pytest.raises(trainer.NonFiniteError, match=r"step 5: non-finite loss=nan.*checkpoints/4"):
+        train_tiny(tmp_path / "nan", train_data=poisoned(5), **options)
+    ckpt = checkpointing.Checkpointer(tmp_path / "nan" / "checkpoints", save_every=4)
+    assert ckpt.all_steps() == [4]
     ckpt.close()
 
 
