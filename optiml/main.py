@@ -90,13 +90,20 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _bindings(gin: Any) -> list[Any]:
+    """Every binding of the parsed config as gin `BindingStatement`s (selector, arg_name, value),
+    through gin's public API: the config `gin.config_str()` prints, read back by gin's parser.
+    A macro `NAME = value` is a statement with selector NAME and no arg_name."""
+    from gin import config_parser
+
+    delegate = gin.config.ParserDelegate(skip_unknown=True)
+    parsed = config_parser.ConfigParser(gin.config_str(), delegate)
+    return [s for s in parsed if isinstance(s, config_parser.BindingStatement)]
+
+
 def _defined_macros(gin: Any) -> dict[str, Any]:
-    """Macro name -> bound value, from gin's parsed config (macros are `NAME/gin.macro.value`)."""
-    macros = {}
-    for (scope, selector), params in gin.config._CONFIG.items():  # gin has no public accessor
-        if selector == "gin.macro" and "value" in params:
-            macros[scope] = params["value"]
-    return macros
+    """Macro name -> bound value (`%NAME` references and `@fn` references as gin objects)."""
+    return {s.selector: s.value for s in _bindings(gin) if not s.arg_name}
 
 
 def _macro_references(value: Any) -> list[str]:
@@ -105,7 +112,7 @@ def _macro_references(value: Any) -> list[str]:
         return [name for item in value for name in _macro_references(item)]
     if isinstance(value, dict):
         return [name for item in value.values() for name in _macro_references(item)]
-    selector = getattr(value, "_scoped_selector", "")  # gin.config.ConfigurableReference
+    selector = getattr(value, "scoped_selector", "")  # gin.config.ConfigurableReference
     if isinstance(selector, str) and selector.endswith("/gin.macro"):
         return [selector[: -len("/gin.macro")]]
     return []
@@ -128,7 +135,8 @@ def _quiet_gin_search() -> Iterator[None]:
 
 
 def parse_config(files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str]):
-    """Parses gin files and bindings, validating each; returns the function bound to RUN."""
+    """Parses gin files and bindings, validating each; returns (the function bound to RUN, the
+    MODEL_DIR macro's value or None)."""
     import gin
     from optiml.paths import gin_dir
 
@@ -162,18 +170,18 @@ def parse_config(files: Sequence[str], bindings: Sequence[str], search_paths: Se
                     f"--gin.{binding.replace(' = ', '=', 1)}: {_first_line(e)}"
                 ) from e
 
-    macros = _defined_macros(gin)
-    for (scope, selector), params in gin.config._CONFIG.items():
-        for param, value in params.items():
-            for name in _macro_references(value):
-                if name not in macros:
-                    where = f"{selector}.{param}" if selector != "gin.macro" else scope
-                    raise ConfigError(f"{where} refers to %{name}, a macro that nothing defines")
+    bindings = _bindings(gin)
+    macros = {s.selector: s.value for s in bindings if not s.arg_name}
+    for s in bindings:
+        for name in _macro_references(s.value):
+            if name not in macros:
+                where = f"{s.selector}.{s.arg_name}" if s.arg_name else s.selector
+                raise ConfigError(f"{where} refers to %{name}, a macro that nothing defines")
     missing = sorted(
         name
         for name, value in macros.items()
         if value is gin.REQUIRED
-        or getattr(value, "_scoped_selector", "") == "gin.REQUIRED/gin.constant"
+        or getattr(value, "scoped_selector", "") == "gin.REQUIRED/gin.constant"
     )
     if missing:
         flags = " ".join(f"--gin.{name}=..." for name in missing)

@@ -259,8 +259,7 @@ class Partitioner:
     rules: LogicalRules
     # Apply the model's activation constraints (nn.with_logical_constraint) under the mesh, as
     # T5X does. Off: only parameters and input batches are laid out and XLA propagates the rest
-    # (same numbers). The model declares its 3-D attention kernels itself, so flax's DenseGeneral
-    # flattened-kernel constraint bug (google/flax#3676) does not apply.
+    # (same numbers).
     constrain_activations: bool = True
 
     @classmethod
@@ -304,8 +303,8 @@ class Partitioner:
     def abstract_init(self, init_fn: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
         """(unboxed ShapeDtypeStructs carrying their shardings, the shardings) of init_fn(*args).
 
-        Traced without the rules active: the boxes carry the names, and flax's DenseGeneral
-        applies a 3-name constraint to its flattened 2-D kernel during init under active rules."""
+        Traced without the rules active: the boxes carry the logical names, which
+        `shardings_of` maps onto the mesh with this partitioner's rules."""
         boxed = jax.eval_shape(init_fn, *args)
         shardings = self.shardings_of(boxed)
         abstract = jax.tree.map(

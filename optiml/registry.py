@@ -25,11 +25,10 @@ import logging
 import seqio
 
 from optiml.bench import catalog, mixing, names
+from optiml.bench.sources import common
 from optiml.pipeline import vocab as vocab_lib
 
 log = logging.getLogger(__name__)
-
-SEED = 0  # per-example choices (delimiter, reference) in prompts
 
 
 def output_features(vocabulary: seqio.Vocabulary | None = None) -> dict[str, seqio.Feature]:
@@ -72,7 +71,7 @@ def register_task(record: catalog.TaskRecord, loader, variant: str | None = None
         seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=loader.make_source(record, num_demos=num_demos, seed=SEED),
+        source=loader.make_source(record, num_demos=num_demos, seed=common.PROMPT_SEED),
         preprocessors=list(PREPROCESSORS),
         output_features=output_features(),
         metric_fns=[],

@@ -221,10 +221,21 @@ def test_export_writes_the_streams_first_examples(tmp_path):
     assert code == 0 and [json.loads(x)["split"] for x in text.splitlines()] == ["test"] * 3
 
 
-def test_prompt_seed_is_the_registrys():
-    import optiml.registry
+def test_inspection_renders_what_the_registry_trains_on(data_dir):
+    import seqio
 
-    assert inspection.PROMPT_SEED == optiml.registry.SEED
+    import optiml.registry  # noqa: F401
+
+    name = "optiml:niv2:task1557_jfleg_answer_generation"
+    dataset = seqio.get_mixture_or_task(name).get_dataset(None, split="test", shuffle=False)
+    registry = [
+        (ex["inputs_pretokenized"].decode(), ex["targets_pretokenized"].decode())
+        for ex in dataset.take(8).as_numpy_iterator()
+    ]
+    shown = [(r["inputs"], r["targets"]) for r in inspection.example_rows(name, "test", n=8)]
+    assert shown == registry
+    other_seed = inspection.example_rows(name, "test", n=8, prompt_seed=1)
+    assert [(r["inputs"], r["targets"]) for r in other_seed] != registry  # the seed shows
 
 
 def test_module_runs_and_listing_stays_tensorflow_free(data_dir):

@@ -105,11 +105,16 @@ def test_command_line_error_is_one_line_and_nonzero(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("tool", sorted(main.TOOLS))
-def test_every_tool_has_a_main(tool: str) -> None:
+def test_every_tool_parses_its_arguments(tool: str, capsys) -> None:
+    """`optiml TOOL --help` reaches the tool's own argument parser: usage, options, exit 0."""
     import importlib
 
     module = importlib.import_module(main.TOOLS[tool])
-    assert callable(module.main), main.TOOLS[tool]
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--help"])
+    assert exited.value.code == 0, main.TOOLS[tool]
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and "-h, --help" in out, out[:500]
 
 
 def test_console_script_dispatches_tools(tmp_path: Path) -> None:

@@ -22,10 +22,10 @@ from dataclasses import asdict
 import numpy as np
 
 from optiml.bench import catalog, levels, mixing, names
+from optiml.bench.sources.common import PROMPT_SEED
 from optiml.pipeline import features, stream
 from optiml.tf_devices import quiet_tensorflow
 
-PROMPT_SEED = 0  # = optiml.registry.SEED: the prompt renderings (delimiters) training uses
 LEVELS = tuple(f for f in levels.Levels.__dataclass_fields__ if f != "left_out")
 
 

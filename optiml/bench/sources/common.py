@@ -21,6 +21,8 @@ from typing import Any
 from optiml.bench import catalog, levels
 
 SPLITS = ("train", "validation", "test")
+PROMPT_SEED = 0  # seeds every per-example choice in prompts (delimiter, reference) that training,
+# the registry's tasks and the inspection tool render with
 # The answer delimiters of OPT-IML §2.4; the paper prints the last one as "\output:", read here
 # as "\noutput:".
 DELIMITERS = (
