@@ -265,6 +265,9 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     file, kwargs, extra, rest = None, {}, [], []
     for arg in argv:
         name, has_value, value = arg.partition("=")
+        if arg in ("-h", "--help"):
+            print(f"{USAGE}\n\n{__doc__}")
+            raise SystemExit(0)
         if name == "--sweep_dir" and has_value:
             kwargs["sweep_dir"] = value
         elif name == "--base" and has_value:
