@@ -10,9 +10,10 @@ import pytest
 from optiml import main as main_lib
 from optiml import sweep
 
+# BATCH_SIZE 8: the tests run on 8 host devices (conftest), which the variants' processes inherit.
 TINY = [
     "mixing.MixtureSpec.max_tasks = 2", "TRAIN_STEPS = 3",
-    "optimizer.OptimizerConfig.warmup_steps = 1", "BATCH_SIZE = 2", "LENGTH = 64",
+    "optimizer.OptimizerConfig.warmup_steps = 1", "BATCH_SIZE = 8", "LENGTH = 64",
     "trainer.train.checkpoint_every = 3", "trainer.train.eval_every = 3",
     "trainer.train.eval_batches = 1", "evaluate.evaluate.max_tasks_per_level = 1",
     "evaluate.evaluate.max_examples = 2", "evaluate.evaluate.max_new_tokens = 4",
