@@ -34,31 +34,17 @@ COLUMNS = [
     "template",
     "languages",
 ]
-# Table 15 validation datasets (paper) -> role `dev` for the matching tasks of each benchmark.
-DEV_DATASETS = {
-    "niv2": {"winobias", "bard", "copa", "glucose", "jfleg", "civil_comments", "race"},
-    "promptsource": {"wino_bias", "super_glue_copa", "jigsaw_unintended_bias", "race"},
-    "flan": {"copa", "newsroom"},
-}
-# Fully supervised (Table 15, Figure 1): trained on, with held-out instances: role `supervised`.
-SUPERVISED = {
-    "promptsource": {"squad", "blended_skill_talk", "cnn_dailymail"},
-    "flan": {"squad_v1"},
-    "niv2_categories": {"Sentiment Analysis"},
-}
-DEV_NIV2_CATEGORIES = {
-    "Word Analogy",
-    "Grammar Error Correction",
-    "Coreference Resolution",
-    "Stereotype Detection",
-    "Toxic Language Detection",
-    "Question Answering",
-    "Cause Effect Classification",
+# Paper roles come from task_lists.tsv (Tables 9-13, 15): `dev` (Table 15), `test` (Tables 9-13),
+# `supervised` (the paper's fully supervised tasks: trained on, evaluated on held-out instances).
+DEV_LIST = "table15"
+# PromptSource datasets the paper evaluates although this PromptSource version marks none of their
+# templates `original_task` (answer type, metric): Table 10 / 15.
+PS_WITHOUT_ORIGINAL = {
+    "blended_skill_talk": ("generate", "rougeL"),
+    "crows_pairs": ("rank", "accuracy"),
 }
 # PromptSource collections whose subsets are separate datasets (super_glue/copa -> super_glue_copa)
 COLLECTIONS = {"super_glue", "glue", "tweet_eval", "kilt_tasks", "blimp", "bigbench"}
-# Partially held-out evaluation datasets (paper §2.3, Table 15): role `eval`.
-EVAL_DATASETS = {"flan": {"bool_q", "openbookqa", "arc_easy", "arc_challenge"}}
 RANK_FLAN_CATEGORIES = {
     "Natural Language Inference",
     "Sentiment Analysis",
@@ -81,6 +67,29 @@ def sanitize(task_id: str) -> str:  # = optiml.bench.names.sanitize
     return re.sub(r"[^A-Za-z0-9_.]+", "_", task_id.strip()).strip("_")
 
 
+def paper_roles() -> dict[tuple[str, str], str]:
+    """(benchmark, task) -> role for every task the paper's tables name (task_lists.tsv):
+    `supervised` where a table says fully supervised, else `dev` if Table 15 lists it (COPA is
+    in Tables 9 and 15), else `test`."""
+    rank = {"test": 0, "dev": 1, "supervised": 2}
+    roles: dict[tuple[str, str], str] = {}
+    with open(HERE / "task_lists.tsv", encoding="utf-8") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            role = "dev" if r["list"] == DEV_LIST else "test"
+            role = "supervised" if r["level"] == "fully_supervised" else role
+            key = (r["benchmark"], r["task"])
+            roles[key] = max(role, roles.get(key, role), key=rank.get)
+    return roles
+
+
+def task_datasets() -> dict[str, str]:
+    """NIV2 task id -> dataset, for the tasks whose `Source` field names the wrong data source
+    (dataset_aliases.tsv rows whose alias is a task id, e.g. task105's `Source` says `pib`)."""
+    with open(HERE / "dataset_aliases.tsv", encoding="utf-8") as f:
+        rows = csv.DictReader(f, delimiter="\t")
+        return {r["alias"]: r["dataset"] for r in rows if re.match(r"task\d+_", r["alias"])}
+
+
 def category_map() -> dict[tuple[str, str], str]:
     with open(HERE / "category_map.tsv", encoding="utf-8") as f:
         rows = csv.DictReader(f, delimiter="\t")
@@ -96,8 +105,10 @@ def write(name: str, rows: list[dict]) -> None:
     print(f"{path.relative_to(HERE)}: {len(rows)} tasks")
 
 
-def niv2(data: Path) -> list[dict]:
-    rows = []
+def niv2(data: Path, cmap: dict, roles: dict) -> list[dict]:
+    """Every NIV2 task, in every language (paper §2.1 takes NIV2 v2.6 whole; Table 1's arithmetic
+    needs the non-English tasks): `train` unless the paper's tables name it."""
+    rows, fixed = [], task_datasets()
     with open(data / "natinst" / "task_index.tsv", encoding="utf-8") as f:
         for r in csv.DictReader(f, delimiter="\t"):
             task_file = data / "natinst" / "tasks" / f"{r['task']}.json"
@@ -105,22 +116,16 @@ def niv2(data: Path) -> list[dict]:
                 dataset = slug(json.loads(task_file.read_text(encoding="utf-8"))["Source"][0])
             else:
                 dataset = r["task"].split("_")[1].lower()
-            role = r["split"]
-            token = r["task"].split("_", 1)[1]
+            task = sanitize(r["task"])
             langs = sorted({r["input_lang"], r["output_lang"]})
-            dev = any(token.startswith(d) for d in DEV_DATASETS["niv2"])
-            if role != "excluded" and dev and r["category"] in DEV_NIV2_CATEGORIES:
-                role = "dev"
-            elif role == "train" and r["category"] in SUPERVISED["niv2_categories"]:
-                role = "supervised" if langs == ["English"] else role
             rows.append(
                 dict(
-                    task=sanitize(r["task"]),
+                    task=task,
                     source_id=r["task"],
-                    dataset=dataset,
-                    category=r["category"],
+                    dataset=fixed.get(task, dataset),
+                    category=cmap.get(("niv2", task), r["category"]),
                     source_category=r["category"],
-                    role=role,
+                    role=roles.get(("niv2", task), "train"),
                     answer_type="generate",
                     metric="rougeL",
                     template="niv2:definition_demos_input",
@@ -140,7 +145,7 @@ _Loader.add_constructor(
 )
 
 
-def promptsource(data: Path, cmap: dict) -> list[dict]:
+def promptsource(data: Path, cmap: dict, roles: dict) -> list[dict]:
     rows = []
     root = data / "promptsource" / "templates"
     for path in sorted(root.rglob("templates.yaml")):
@@ -150,19 +155,18 @@ def promptsource(data: Path, cmap: dict) -> list[dict]:
         ]
         ds_id = str(path.parent.relative_to(root))
         task = slug(ds_id.replace("/", "_"))
-        if not templates:
+        if task in PS_WITHOUT_ORIGINAL:
+            ranked = PS_WITHOUT_ORIGINAL[task][0] == "rank"
+        elif not templates:
             continue  # no original-task template: the paper drops such datasets
-        ranked = sum(bool(t.get("answer_choices")) for t in templates) * 2 >= len(templates)
+        else:
+            ranked = sum(bool(t.get("answer_choices")) for t in templates) * 2 >= len(templates)
         source = ds_id.split("/")[0]  # category by hand per task id, else per dataset
         dataset = task if source in COLLECTIONS else slug(source)
         category = cmap.get(("promptsource", task)) or cmap.get(("promptsource", source))
         if category is None:
             sys.exit(f"category_map.tsv: no promptsource category for {task} ({source})")
-        role = "train"
-        if {task, dataset} & DEV_DATASETS["promptsource"]:
-            role = "dev"
-        elif slug(source) in SUPERVISED["promptsource"]:
-            role = "supervised"
+        role = roles.get(("promptsource", task), "train")
         rows.append(
             dict(
                 task=task,
@@ -185,7 +189,7 @@ def flan_info(data: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def flan(info: list[dict], cmap: dict) -> list[dict]:
+def flan(info: list[dict], cmap: dict, roles: dict) -> list[dict]:
     rows, seen = [], set()
     for r in info:
         source_category = r["Specific Task Category"]
@@ -196,9 +200,7 @@ def flan(info: list[dict], cmap: dict) -> list[dict]:
             continue
         seen.add(task)
         ranked = source_category in RANK_FLAN_CATEGORIES
-        role = "dev" if task in DEV_DATASETS["flan"] else "train"
-        role = "eval" if task in EVAL_DATASETS["flan"] else role
-        role = "supervised" if task in SUPERVISED["flan"] else role
+        role = roles.get(("flan", task), "train")
         rows.append(
             dict(
                 task=task,
@@ -296,11 +298,11 @@ def main() -> None:
     data = Path(os.environ.get("OPTIML_DATA_DIR", "")).resolve()
     if not (data / "natinst" / "task_index.tsv").is_file():
         sys.exit("set OPTIML_DATA_DIR to the data directory (natinst/, flan/, promptsource/, ...)")
-    cmap, info = category_map(), flan_info(data)
-    niv2_rows = niv2(data)
+    cmap, info, roles = category_map(), flan_info(data), paper_roles()
+    niv2_rows = niv2(data, cmap, roles)
     write("niv2", niv2_rows)
-    write("promptsource", promptsource(data, cmap))
-    write("flan", flan(info, cmap))
+    write("promptsource", promptsource(data, cmap, roles))
+    write("flan", flan(info, cmap, roles))
     write("mmlu", mmlu(data))
     write("bbh", bbh(data))
     categories(HERE / "catalog", niv2_rows)

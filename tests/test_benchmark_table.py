@@ -54,3 +54,21 @@ def test_render_markdown_and_tsv():
     assert lines[2] == "| x | 3 | 2 | 2 | 1 | 10 | 5 | 4 | 2 | 1M |"
     assert lines[-1] == "| total | 4 | 3 | - | - | 11 | 6 | 5 | - | - |"
     assert table.render([row], markdown=False).splitlines()[1] == "x\t3\t2\t2\t1\t10\t5\t4\t2\t1M"
+
+
+def test_level_sizes_next_to_the_papers(monkeypatch, tmp_path):
+    """The declared training level next to Table 1's 1545 tasks / 93 categories and
+    OPT-IML-Max's 1991 tasks; with no data here nothing is available."""
+    monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    niv2.load_task.cache_clear()
+    niv2.instance_counts.cache_clear()
+    rows = {r[0]: r for r in table.level_rows()}
+    assert list(rows) == ["train", "train (OPT-IML-Max)", "dev", "test"]
+    train, max_train = rows["train"], rows["train (OPT-IML-Max)"]
+    assert train[5:] == (1545, "93") and max_train[5] == 1991
+    assert 1500 < train[1] < max_train[1] and train[2] == 0 and train[3] > 60
+    md = table.render_levels([train]).splitlines()
+    assert md[0] == ("| level | tasks declared | tasks here | categories declared | "
+                     "categories here | paper tasks | paper categories |")  # fmt: skip
+    assert md[2] == f"| train | {train[1]} | 0 | {train[3]} | 0 | 1545 | 93 |"

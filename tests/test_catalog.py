@@ -26,10 +26,11 @@ def test_niv2_declares_all_1613_tasks_and_76_categories():
     assert set(catalog.niv2_categories()) == {r.category for r in niv2}
     assert len(catalog.official_split("niv2", "test")) == 119
     test = set(catalog.official_split("niv2", "test"))
+    # the paper's split, not NIV2's: Table 12's 44 tasks are `test`, Table 15's 25 `dev`, the rest
+    # (NIV2's own `excluded` ones in every language included) training candidates
+    roles = collections.Counter(r.role for r in niv2)
+    assert roles == {"train": 1544, "test": 44, "dev": 25}
     assert {r.task for r in niv2 if r.role == "test"} <= test
-    assert {r.task for r in niv2 if r.role == "excluded"} == set(
-        catalog.official_split("niv2", "excluded")
-    )
 
 
 def test_records_are_valid_and_unique():
@@ -68,7 +69,7 @@ def test_bad_rows_are_reported_with_file_and_line(tmp_path, monkeypatch):
     (tmp_path / "catalog").mkdir()
     (tmp_path / "benchmarks.tsv").write_text(
         "benchmark\ttitle\tinstruction_type\tloader\tenabled\tproportion\tcuration_cap\t"
-        "paper_tasks\tpaper_categories\nniv2\tN\tx\tm\ttrue\t25\t0\t1\t1\n"
+        "paper_tasks\tpaper_categories\tofficial_splits\nniv2\tN\tx\tm\ttrue\t25\t0\t1\t1\tfalse\n"
     )
     (tmp_path / "categories.tsv").write_text("category\tkey\torigin\nMisc.\tmisc\tniv2\n")
     (tmp_path / "task_lists.tsv").write_text("list\tbenchmark\ttask\tpaper\nx\tnope\tt\tT1\n")
@@ -93,8 +94,27 @@ def test_bad_rows_are_reported_with_file_and_line(tmp_path, monkeypatch):
 def test_the_papers_task_lists_are_read_from_tasks():
     lists = catalog.task_lists()
     assert lists["flan_heldout"][:2] == (("flan", "anli_r1"), ("flan", "anli_r2"))
-    assert len(lists["t0_heldout"]) == 10 and len(lists["flan_heldout"]) == 14
+    sizes = {name: len(rows) for name, rows in lists.items()}
+    assert sizes == {"opt_suite": 14, "t0_heldout": 10, "flan_heldout": 14, "niv2_heldout": 44,
+                     "unifiedskg_heldout": 3, "table15": 42, "figure1_supervised": 2}  # fmt: skip
     declared = {(r.benchmark, r.task) for r in catalog.tasks()}
-    # Blended Skill Talk and Crows-Pairs have no original-task PromptSource template.
-    absent = {t for rows in lists.values() for t in rows if t not in declared}
-    assert absent == {("promptsource", "blended_skill_talk"), ("promptsource", "crows_pairs")}
+    assert all(t in declared for rows in lists.values() for t in rows)
+
+
+def test_catalog_roles_follow_the_papers_tables():
+    """Every task of Tables 9-13 and 15 has the role its table gives it, and no other task has
+    an evaluation role (build_catalog.py writes the roles from task_lists.tsv)."""
+    from tasks.build_catalog import paper_roles
+
+    roles = paper_roles()
+    for r in catalog.tasks():
+        expected = roles.get((r.benchmark, r.task))
+        if expected is not None:
+            assert r.role == expected, r.name
+        else:
+            assert r.role in ("train", "excluded", "eval_only", "off"), r.name
+    assert roles[("unifiedskg", "spider")] == "supervised"  # Table 13: fully supervised
+    assert roles[("promptsource", "super_glue_copa")] == "dev"  # Tables 9 and 15: dev wins
+    assert catalog.task("optiml:niv2:task1664_winobias_text_generation").category == (
+        "Stereotype Detection"
+    )  # Table 15 (NIV2 files it under Coreference Resolution)

@@ -3,7 +3,8 @@
 Files (see tasks/README.md): `benchmarks.tsv` (one row per source benchmark),
 `catalog/<benchmark>.tsv` (one row per task), `categories.tsv` (the taxonomy: NIV2's 76 + added
 ones), `category_map.tsv` (other benchmarks' category names -> taxonomy), `splits/*.txt` (official
-task lists), `task_lists.tsv` (the paper's held-out task lists).
+task lists), `task_lists.tsv` (the paper's held-out task lists), `leakage.tsv` (task pairs with
+> 1% 13-gram overlap, from optiml.tools.leakage), `prompt_formats.json` (prompt formats).
 
     >>> rec = task("optiml:niv2:task1557_jfleg_answer_generation")
     >>> rec.category, rec.role, rec.answer_type, rec.metric
@@ -18,18 +19,22 @@ import csv
 import functools
 import importlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from optiml import paths
 from optiml.bench import names
 
-ROLES = ("train", "supervised", "dev", "eval", "test", "excluded", "eval_only", "off")
+ROLES = ("train", "supervised", "dev", "test", "excluded", "eval_only", "off")
 ANSWER_TYPES = ("rank", "generate", "lm")
 TASK_COLUMNS = (
     "task", "source_id", "dataset", "category", "source_category", "role", "answer_type", "metric",
     "template", "languages",
 )  # fmt: skip
+
+
+LEAKAGE_FILE = "leakage.tsv"
 
 
 class CatalogError(ValueError):
@@ -49,6 +54,9 @@ class Benchmark:
     curation_cap: int  # per-task example cap at curation (paper: 100k, FLAN 30k; 0 = none)
     paper_tasks: int
     paper_categories: int
+    # its tasks train on the dataset's official train split only (NIV2's instances come from any
+    # split, so another NIV2 task could hold a fully supervised task's evaluation instances)
+    official_splits: bool
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ def benchmarks() -> dict[str, Benchmark]:
                 curation_cap=int(row["curation_cap"]),
                 paper_tasks=int(row["paper_tasks"]),
                 paper_categories=int(row["paper_categories"]),
+                official_splits=row["official_splits"] == "true",
             )
         except (KeyError, ValueError, TypeError) as err:
             raise CatalogError(f"{path}:{i}: bad benchmark row {row}: {err}") from None
@@ -236,3 +245,46 @@ def task_lists() -> dict[str, tuple[tuple[str, str], ...]]:
             raise CatalogError(f"{path}:{i}: bad task list row {row} (list, benchmark, task)")
         out[row["list"]] = (*out.get(row["list"], ()), (row["benchmark"], row["task"]))
     return out
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A row of leakage.tsv: `fraction` of `eval_task`'s test examples share a 13-gram with
+    `train_task`'s training examples (both seqio task names)."""
+
+    train_task: str
+    eval_task: str
+    fraction: float
+    shared: int
+    eval_examples: int
+
+
+@functools.cache
+def leakage() -> tuple[Leak, ...]:
+    """The task pairs above the paper's 1% 13-gram threshold (paper §2.3), as computed over the
+    local data by `python -m optiml.tools.leakage` (tasks/leakage.tsv); `levels` leaves their
+    training side out whenever the other task is evaluated."""
+    path = catalog_dir() / LEAKAGE_FILE
+    out = []
+    for i, row in enumerate(_read_tsv(path), start=2):
+        try:
+            leak = Leak(row["train_task"], row["eval_task"], float(row["fraction"]),
+                        int(row["shared"]), int(row["eval_examples"]))  # fmt: skip
+        except (KeyError, TypeError, ValueError) as err:
+            raise CatalogError(f"{path}:{i}: bad leakage row {row}: {err}") from None
+        for name in (leak.train_task, leak.eval_task):
+            if name not in _all_tasks():
+                raise CatalogError(f"{path}:{i}: unknown task {name!r} (rerun the leakage tool)")
+        out.append(leak)
+    return tuple(out)
+
+
+@functools.cache
+def prompt_formats() -> dict:
+    """The prompt formats of tasks/prompt_formats.json (answer delimiters, NIV2's Appendix C and
+    Tk-Instruct formats, the chain-of-thought format, the demonstration separator)."""
+    path = catalog_dir() / "prompt_formats.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CatalogError(f"prompt formats {path}: {err}") from None

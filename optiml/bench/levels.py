@@ -4,21 +4,30 @@
     >>> len(lv.train), lv.fully_heldout[0].category
     (..., 'Cause Effect Classification')
 
-- **train**: `train`/`supervised` tasks of enabled benchmarks whose category is not fully held out,
-  that share no dataset with any evaluation task (paper §2.3: train and eval tasks never share a
-  data source; broad sources such as `synthetic` are exempt) nor, unless fully supervised
-  themselves, with a fully supervised task (they could hold its held-out instances), and, for
-  NIV2, are English. Datasets are compared after `catalog.dataset_aliases()`.
-- **fully held-out**: every task of a fully held-out category (the paper's seven by default).
-- **partially held-out**: evaluation tasks (`dev`/`eval`/`test` roles, MMLU) of the other
-  categories, i.e. unseen tasks of seen categories (QA, toxic language, summarization, ...).
-- **fully supervised**: the `supervised` training tasks, evaluated on their held-out instances.
-- **dev** (Table 15): `dev` tasks + the supervised tasks' validation instances; **test**: every
-  other evaluation task (never a dev task); **niv2_test**: NIV2's official 119-task test split.
+The catalog's `role` says what the paper's tables make of a task (tasks/task_lists.tsv: Tables
+9-13 -> `test`, Table 15 -> `dev`, fully supervised -> `supervised`, everything else `train`);
+this module turns roles and the configured categories into levels:
 
-Instance split (deterministic, seed-free): an instance of a `supervised` task is held out iff
-sha256("<task id>/<instance id>") mod 1000 < 1000 * fraction (10% by default). Pure catalog
-logic: reads no data, TF-free.
+- **train**: `train`/`supervised` tasks of enabled benchmarks, in every NIV2 language (paper
+  §2.1, Table 1), except those (paper §2.3, each left out with its reason in `left_out`)
+  of a fully held-out category; sharing a data source with an evaluation task (dev/test roles,
+  MMLU; broad sources such as `synthetic` are exempt; datasets compared after
+  `catalog.dataset_aliases()`); sharing one with a fully supervised task when their benchmark
+  mixes a dataset's splits (NIV2, CrossFit: they could hold its evaluation instances); paired in
+  `tasks/leakage.tsv` with an evaluation task (> 1% of its examples share a 13-gram).
+- **fully held-out**: the dev/test tasks of the fully held-out categories (the paper's seven).
+- **partially held-out**: the other dev/test tasks (unseen tasks of seen categories) and MMLU.
+- **fully supervised**: the `supervised` training tasks, evaluated on their held-out instances.
+- **dev**: Table 15 (the `table15` list: its dev tasks, its fully supervised tasks, MMLU);
+  **test**: Tables 9-13 (every other evaluation task; never a dev task); **niv2_test**: the
+  official NIV2 test tasks among them (Table 12's 44 and Table 15's NIV2 ones).
+- OPT-IML-Max (`train_on_everything`): every task of the enabled benchmarks is trained on except
+  what would leak into MMLU and BBH, which Max is evaluated on (Table 14; the default levels do
+  not evaluate BBH, paper §6.1, and do not guard it).
+
+Instance split (deterministic, seed-free): a `supervised` task with no evaluation split of its
+own holds out its instances with sha256("<key>/<instance>") mod 1000 < 1000 * fraction (10%).
+Pure catalog logic: reads no data, TF-free.
 """
 
 from __future__ import annotations
@@ -37,9 +46,11 @@ PARTIAL_CATEGORIES = (
     "Question Answering", "Toxic Language Detection", "Summarization", "Reasoning", "MMLU",
 )  # fmt: skip
 # Sources too broad to count as shared data (paper §2.3 keeps pairs sharing e.g. Wikipedia).
-BROAD_SOURCES = ("synthetic", "wikipedia", "mmlu", "bbh")
+BROAD_SOURCES = ("synthetic", "wikipedia")
 HELDOUT_FRACTION = 0.1
-EVAL_ROLES = ("dev", "eval", "test")
+LEAKAGE_THRESHOLD = 0.01  # paper §2.3: a pair is leaking above 1% of the evaluation examples
+EVAL_ROLES = ("dev", "test")
+DEV_LIST = "table15"  # the task list (tasks/task_lists.tsv) of the paper's validation tasks
 # The three generalization levels (paper §4.1: fully held-out, partially supervised, fully
 # supervised) by their `Levels` field names; every evaluation result and report uses these.
 LEVELS = ("fully_heldout", "partially_heldout", "fully_supervised")
@@ -57,11 +68,12 @@ class LevelConfig:
 
     heldout_categories: tuple[str, ...] = HELDOUT_CATEGORIES
     partial_categories: tuple[str, ...] = PARTIAL_CATEGORIES
-    english_only: bool = True  # NIV2: English tasks only; False adds the non-English ones
+    english_only: bool = False  # True: NIV2's English tasks only (the paper keeps all, Table 1)
     benchmarks: tuple[str, ...] | None = None  # None: the enabled ones (benchmarks.tsv)
     broad_sources: tuple[str, ...] = BROAD_SOURCES
     train_on_everything: bool = False  # OPT-IML-Max: every non-excluded task is a training task
-    exclude_train_tasks: tuple[str, ...] = ()  # e.g. leakage.read_report(path) (paper §2.3)
+    leakage_filter: bool = True  # paper §2.3: leave out training tasks of tasks/leakage.tsv pairs
+    exclude_train_tasks: tuple[str, ...] = ()  # any further training tasks to leave out
 
     def __post_init__(self) -> None:  # gin passes lists: keep the config hashable
         for name in ("heldout_categories", "partial_categories", "broad_sources", "benchmarks",
@@ -129,72 +141,81 @@ def _check(config: LevelConfig) -> None:
 def build_levels(config: LevelConfig = LevelConfig()) -> Levels:  # noqa: B008 (frozen)
     """Assign every catalog task to the levels (see the module docstring)."""
     _check(config)
-    chosen = config.benchmarks or tuple(k for k, b in catalog.benchmarks().items() if b.enabled)
-    eval_benchmarks = set(chosen) | {
-        k for k, b in catalog.benchmarks().items() if b.proportion == 0
-    }
+    benchmarks = catalog.benchmarks()
+    chosen = config.benchmarks or tuple(k for k, b in benchmarks.items() if b.enabled)
+    eval_benchmarks = set(chosen) | {k for k, b in benchmarks.items() if b.proportion == 0}
     records = [r for r in catalog.tasks() if r.role != "off" and r.benchmark in eval_benchmarks]
     heldout = set(config.heldout_categories)
+    broad = set(config.broad_sources)
+    everything = config.train_on_everything
+
+    partial = set(config.partial_categories)
+    eval_only = [r for r in records if r.role == "eval_only"]
+    # the evaluation-only benchmarks evaluated: MMLU (a partially held-out category, footnote 3);
+    # OPT-IML-Max is evaluated on MMLU and BBH (Table 14)
+    judged = [r for r in eval_only if everything or r.category in partial]
+    evaluation = [] if everything else [r for r in records if r.role in EVAL_ROLES]
+    supervised = [] if everything else [
+        r for r in records if r.role == "supervised" and r.benchmark in chosen
+    ]  # fmt: skip
+    eval_datasets = {r.dataset for r in evaluation + judged} - broad
+    supervised_datasets = {r.dataset for r in supervised} - broad
+    evaluated = {r.name for r in evaluation + judged + supervised}
+    leaks: dict[str, catalog.Leak] = {}
+    if config.leakage_filter:
+        for leak in catalog.leakage():
+            if leak.eval_task in evaluated and leak.fraction > LEAKAGE_THRESHOLD:
+                leaks.setdefault(leak.train_task, leak)
+
     left_out: dict[str, str] = {}
-
-    if config.train_on_everything:
-        evaluation: list[catalog.TaskRecord] = []
-    else:
-        evaluation = [
-            r
-            for r in records
-            if r.role in EVAL_ROLES or (r.category in heldout and r.role in ("train", "supervised"))
-        ]
-    eval_names = {r.name for r in evaluation}
-    eval_datasets = {r.dataset for r in evaluation} - set(config.broad_sources)
-
-    # Another task of a fully supervised task's dataset could train on its held-out instances.
-    supervised_datasets = set()
-    if not config.train_on_everything:
-        supervised_datasets = {
-            r.dataset for r in records if r.role == "supervised" and r.benchmark in chosen
-        } - set(config.broad_sources)
     train = []
     for r in records:
-        if r.benchmark not in chosen or r.role == "eval_only":
+        trainable = r.role in ("train", "supervised") or (everything and r.role in EVAL_ROLES)
+        if r.benchmark not in chosen or not trainable:
             continue
-        non_english = r.benchmark == "niv2" and r.languages != ("English",)
-        candidate = r.role in ("train", "supervised")
-        candidate |= r.role == "excluded" and non_english and not config.english_only
-        candidate |= config.train_on_everything and r.role in EVAL_ROLES
-        if not candidate or r.name in eval_names:
-            continue
-        if r.dataset in eval_datasets:
+        if r.category in heldout and not everything:
+            left_out[r.name] = f"category {r.category!r} is fully held out"
+        elif r.dataset in eval_datasets:
             left_out[r.name] = f"shares dataset {r.dataset!r} with an evaluation task"
-        elif r.role != "supervised" and r.dataset in supervised_datasets:
-            left_out[r.name] = f"shares dataset {r.dataset!r} with a fully supervised task"
-        elif config.english_only and non_english:
-            left_out[r.name] = "not English"
+        elif (
+            r.role != "supervised"
+            and r.dataset in supervised_datasets
+            and not benchmarks[r.benchmark].official_splits
+        ):
+            left_out[r.name] = (
+                f"shares dataset {r.dataset!r} with a fully supervised task, and its instances "
+                "may come from that task's evaluation split"
+            )
+        elif config.english_only and r.benchmark == "niv2" and r.languages != ("English",):
+            left_out[r.name] = "not English (LevelConfig.english_only)"
+        elif r.name in leaks:
+            leak = leaks[r.name]
+            left_out[r.name] = (
+                f"{leak.fraction:.1%} of {leak.eval_task}'s evaluation examples share a 13-gram "
+                "with it (tasks/leakage.tsv)"
+            )
         elif r.name in config.exclude_train_tasks:
-            left_out[r.name] = "overlaps an evaluation task (leakage report)"
+            left_out[r.name] = "excluded by LevelConfig.exclude_train_tasks"
         else:
             train.append(r)
 
-    supervised = tuple(r for r in train if r.role == "supervised")
-    eval_only = tuple(r for r in records if r.role == "eval_only")
-    partial = set(config.partial_categories)
-    fully = tuple(r for r in evaluation if r.category in heldout)
-    partially = tuple(
-        [r for r in evaluation if r.category not in heldout]
-        + [r for r in eval_only if r.category in partial]
-    )
-    dev = tuple([r for r in evaluation if r.role == "dev"] + list(supervised))
-    test = tuple([r for r in evaluation if r.role != "dev"] + list(supervised))
+    trained = {r.name for r in train}
+    fully_supervised = tuple(r for r in supervised if r.name in trained)
+    in_dev_table = set(catalog.task_lists().get(DEV_LIST, ()))
+    in_dev = [r for r in fully_supervised if (r.benchmark, r.task) in in_dev_table]
+    mmlu_like = [r for r in eval_only if r.category in partial]  # paper footnote 3: MMLU in dev
     niv2_ids = set(catalog.official_split("niv2", "test"))
-    niv2_test = tuple(r for r in catalog.tasks("niv2") if r.task in niv2_ids)
     return Levels(
         train=tuple(train),
-        fully_heldout=fully,
-        partially_heldout=partially,
-        fully_supervised=supervised,
-        dev=dev,
-        test=test,
-        niv2_test=niv2_test,
-        eval_only=eval_only,
+        fully_heldout=tuple(r for r in evaluation if r.category in heldout),
+        partially_heldout=tuple([r for r in evaluation if r.category not in heldout] + mmlu_like),
+        fully_supervised=fully_supervised,
+        dev=tuple([r for r in evaluation if r.role == "dev"] + in_dev + mmlu_like),
+        test=tuple(
+            [r for r in evaluation if r.role == "test"]
+            + [r for r in fully_supervised if r not in in_dev]
+        ),
+        niv2_test=tuple(r for r in evaluation if r.benchmark == "niv2" and r.task in niv2_ids),
+        eval_only=tuple(eval_only),
         left_out=left_out,
     )

@@ -1,13 +1,14 @@
-"""Leakage filter (paper §2.3): for every (training task, evaluation task) pair, the fraction of the
-evaluation task's examples that share any 13-gram with the training task.
+"""Leakage filter (paper §2.3): for every pair of tasks (A, B), the fraction of B's evaluation
+examples (`test` split) that share any 13-gram with A's training examples (`train` split).
 
-    python -m optiml.tools.leakage --out leakage.tsv [--threshold 0.01] [--n 13]
+    OPTIML_DATA_DIR=../shared/data python -m optiml.tools.leakage [--out tasks/leakage.tsv]
 
-writes the pairs above the threshold (`train_task, eval_task, fraction, shared, eval_examples`).
-Exclude their training tasks with `levels.LevelConfig.exclude_train_tasks`, e.g. in gin:
-
-    levels.LevelConfig.exclude_train_tasks = @leakage.read_report()
-    leakage.read_report.path = "leakage.tsv"
+writes the pairs above 1% (`train_task, eval_task, fraction, shared, eval_examples`) over every
+catalog task present locally, whatever its role, so the result holds for any choice of levels:
+`levels.build_levels` leaves out of training every task paired there with one of the levels'
+evaluation tasks (`LevelConfig.leakage_filter`, on by default), reading `tasks/leakage.tsv` and no
+benchmark data. Pairs of tasks on the same (non-broad) dataset are not written: the shared-dataset
+rule already keeps them apart. Rerun after adding data (about 2 minutes over ../shared/data).
 
 How: words are lower-cased `\\w+` tokens; an n-gram's 64-bit hash is a polynomial of its tokens'
 hashes, computed for a whole example at once with numpy (uint64 arithmetic wraps). Each training
@@ -38,7 +39,7 @@ from optiml.validation import number
 log = logging.getLogger(__name__)
 
 NGRAM = 13
-THRESHOLD = 0.01
+THRESHOLD = levels.LEAKAGE_THRESHOLD
 _WORD = re.compile(r"\w+")
 _BASE = np.uint64(0x100000001B3)  # FNV prime: the polynomial's base
 _MIN_EXAMPLES_FOR_BOILERPLATE = 4
@@ -135,40 +136,54 @@ def _texts(record: catalog.TaskRecord, split: str) -> list[str] | None:
     try:
         return [e.inputs + " " + e.targets for e in loader.examples(record, split)]
     except (OSError, ValueError, KeyError) as err:
-        log.info("%s: not available locally (%s)", record.name, err)
+        log.debug("%s: not available locally (%s)", record.name, err)
         return None
 
 
-def task_pairs(config: levels.LevelConfig = levels.LevelConfig(), n: int = NGRAM) -> list[Pair]:  # noqa: B008
-    """Every (training task, evaluation task) pair of the levels with a shared n-gram, over the
-    tasks present locally: training tasks' `train` split against evaluation tasks' `test` split
-    (evaluation levels, supervised tasks' held-out instances, MMLU and BBH)."""
-    lv = levels.build_levels(config)
+def _same_dataset(a: catalog.TaskRecord, b: catalog.TaskRecord) -> bool:
+    return a.dataset == b.dataset and a.dataset not in levels.BROAD_SOURCES
+
+
+def all_pairs(
+    n: int = NGRAM,
+    train: Sequence[catalog.TaskRecord] | None = None,
+    evaluate: Sequence[catalog.TaskRecord] | None = None,
+) -> list[Pair]:
+    """Every (A, B) pair of present tasks, A of `train` and B of `evaluate` (both: all catalog
+    tasks by default), where B's `test` examples share an n-gram with A's `train` examples,
+    leaving out pairs on one non-broad dataset (levels.py keeps those apart anyway) and a task
+    paired with itself."""
+    train = list(catalog.tasks() if train is None else train)
+    evaluate = list(catalog.tasks() if evaluate is None else evaluate)
     start = time.time()
-    train = {}
-    for r in lv.train:
-        texts = _texts(r, "train")
-        if texts:
-            train[r.name] = example_hashes(texts, n)
-    index = NgramIndex(train)
-    log.info("indexed %d training tasks, %d n-grams in %.0f s", len(train), len(index),
+    hashed = {}
+    for r in train:
+        per = example_hashes(_texts(r, "train") or [], n)
+        if per:  # one union per task: the index needs no more, and it keeps memory small
+            hashed[r.name] = [np.unique(np.concatenate(per))]
+    index = NgramIndex(hashed)
+    log.info("indexed %d tasks' training examples, %d n-grams in %.0f s", len(hashed), len(index),
              time.time() - start)  # fmt: skip
-    evaluation = {r.name: r for r in (*lv.evaluation(), *lv.fully_supervised, *lv.eval_only)}
-    pairs = []
-    for name, r in evaluation.items():
+    by_name = {r.name: r for r in train + evaluate}
+    pairs, checked = [], 0
+    for r in evaluate:
         texts = _texts(r, "test")
         if texts:
-            pairs += index.overlaps(name, example_hashes(texts, n))
-    log.info("checked %d evaluation tasks in %.0f s", len(evaluation), time.time() - start)
-    return pairs
+            checked += 1
+            pairs += index.overlaps(r.name, example_hashes(texts, n))
+    log.info("checked %d tasks' evaluation examples in %.0f s", checked, time.time() - start)
+    return [p for p in pairs if not _same_dataset(by_name[p.train_task], by_name[p.eval_task])]
 
 
 COLUMNS = ("train_task", "eval_task", "fraction", "shared", "eval_examples")
 
 
 def write_report(pairs: Iterable[Pair], path: str, threshold: float = THRESHOLD) -> int:
-    """Write the pairs above `threshold`, most leaking first; returns how many."""
-    rows = sorted((p for p in pairs if p.fraction > threshold), key=lambda p: -p.fraction)
+    """Write the pairs above `threshold`, most leaking first (then by name); returns how many."""
+    rows = sorted(
+        (p for p in pairs if p.fraction > threshold),
+        key=lambda p: (-p.fraction, p.train_task, p.eval_task),
+    )
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(COLUMNS)
@@ -177,30 +192,22 @@ def write_report(pairs: Iterable[Pair], path: str, threshold: float = THRESHOLD)
     return len(rows)
 
 
-def read_report(path: str, threshold: float = THRESHOLD) -> tuple[str, ...]:
-    """The training tasks of a report's pairs above `threshold` (for
-    `LevelConfig.exclude_train_tasks`)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    missing = set(COLUMNS) - set(rows[0] if rows else COLUMNS)
-    if missing:
-        raise ValueError(f"leakage report {path}: missing columns {sorted(missing)}")
-    return tuple(sorted({r["train_task"] for r in rows if float(r["fraction"]) > threshold}))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m optiml.tools.leakage",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", required=True, help="report TSV to write")
+    parser.add_argument(
+        "--out", default=str(catalog.catalog_dir() / catalog.LEAKAGE_FILE),
+        help="report TSV to write (default: the catalog's, which the levels read)",
+    )  # fmt: skip
     parser.add_argument("--threshold", type=number(0, float), default=THRESHOLD)
     parser.add_argument("--n", type=number(1), default=NGRAM, help="n-gram length in words")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("optiml.bench.sources").setLevel(logging.WARNING)
-    pairs = task_pairs(n=args.n)
+    pairs = all_pairs(n=args.n)
     kept = write_report(pairs, args.out, args.threshold)
     print(f"{len(pairs)} task pairs share a {args.n}-gram; {kept} above {args.threshold:.2%} "
           f"written to {args.out}")  # fmt: skip
