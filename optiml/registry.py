@@ -9,7 +9,8 @@ count the local data on first use. Then, with $OPTIML_DATA_DIR set:
     ds = seqio.get_mixture_or_task("optiml_mix:train").get_dataset(..., split="train")
 
 Tasks: `optiml:<benchmark>:<task>` for every catalog task whose benchmark has a loader module
-(benchmarks.tsv `loader`), plus `#2shot` / `#5shot` variants where the loader offers them.
+(benchmarks.tsv `loader`), plus `#2shot` / `#5shot` variants where the loader offers them and
+NIV2's Tk-Instruct format variants `#tk`, `#tk_2shot`, `#tk_5shot`.
 Features: `inputs` (prompt ids, no EOS) and `targets` (ids + EOS 2), OPT vocabulary, with
 `inputs_pretokenized` / `targets_pretokenized` and the loader's extra fields (`id`, `task`,
 `references`). Loader modules: see `optiml.bench.catalog.loader`.
@@ -64,14 +65,15 @@ class AvailableMixture(seqio.Mixture):
 
 
 def register_task(record: catalog.TaskRecord, loader, variant: str | None = None) -> str:
-    """Register one catalog task (optionally a few-shot variant) with seqio; returns its name."""
-    num_demos = loader.VARIANTS[variant] if variant else 0
+    """Register one catalog task (optionally a variant: `2shot`, NIV2's `tk_2shot`, ...) with
+    seqio; returns its name."""
+    options = common.variant_options(loader, variant)
     name = names.task_name(record.benchmark, record.task, variant)
     if name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=loader.make_source(record, num_demos=num_demos, seed=common.PROMPT_SEED),
+        source=loader.make_source(record, seed=common.PROMPT_SEED, **options),
         preprocessors=list(PREPROCESSORS),
         output_features=output_features(),
         metric_fns=[],
@@ -105,7 +107,7 @@ def register_all() -> tuple[list[str], list[str]]:
             continue
         for record in catalog.tasks(key):
             task_names.append(register_task(record, loader))
-            for variant in loader.VARIANTS:
+            for variant in common.variants(loader):
                 task_names.append(register_task(record, loader, variant))
     mixture_names = [
         register_mixture(names.parse_mixture_name(m), spec) for m, spec in mixing.MIXTURES.items()

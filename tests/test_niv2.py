@@ -4,6 +4,7 @@ rendered + tokenized example for every available task."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -20,21 +21,74 @@ TASK = niv2.NIV2Task(
 )
 
 
-def test_prompt_follows_tk_instruct_then_delimiter():
-    prompt = niv2.render_prompt(TASK, "Is it raining?", num_demos=2, delimiter="\nAnswer:")
-    assert prompt == (
+DEMOS = (("What is 1+1?", "2"), ("Capital of France?", "Paris."))
+
+
+def test_appendix_c_format_exact_strings():
+    """Paper Appendix C (Figures 7-16): [Instructions:|Task:|-] definition, new line, [Input: ]x,
+    delimiter; demonstrations between the definition and the example (§2.4)."""
+    zero = niv2.render_appendix_c(" Answer the question ", "Is it raining?", (),
+                                  instruction=0, example=0, delimiter="\nAnswer:")  # fmt: skip
+    assert zero == "Instructions: Answer the question\nInput: Is it raining?\nAnswer:"
+    bare = niv2.render_appendix_c("Classify the review.", "great film", (),
+                                  instruction=2, example=1, delimiter=" A:")  # fmt: skip
+    assert bare == "Classify the review.\ngreat film A:"  # Figure 13's shape
+    two = niv2.render_appendix_c("Answer the question", "Is it raining?", DEMOS,
+                                 instruction=1, example=0, delimiter="\noutput:")  # fmt: skip
+    assert two == (
+        "Task: Answer the question\n"
+        "Input: What is 1+1?\noutput: 2\n\n"
+        "Input: Capital of France?\noutput: Paris.\n\n"
+        "Input: Is it raining?\noutput:"
+    )
+    # an input that already ends with ":" gets no delimiter (paper §2.4)
+    colon = niv2.render_appendix_c("D", "Fill in:", (), instruction=2, example=1, delimiter=" A:")
+    assert colon == "D\nFill in:"
+    # the choices are seeded per example and all of them occur
+    prompts = [niv2.render_prompt(TASK, "x", (), seed=0, instance_id=str(i)) for i in range(60)]
+    assert {p.split("Answer the question")[0] for p in prompts} == {"Instructions: ", "Task: ", ""}
+    assert {"Input: " in p for p in prompts} == {True, False}
+
+
+def test_tk_instruct_format_is_ni_collator_byte_for_byte():
+    """Tk-Instruct's src/ni_collator.py (definition + 0/2 positive examples, no task name, no
+    negatives, no explanation) ends its source with "Output: "; ours is that source without the
+    trailing space, the target bringing it: inputs + targets == source + label."""
+    zero = niv2.render_tk_instruct("Answer the question", "Is it raining?", ())
+    assert zero + " " == (
         "Definition: Answer the question.\n\n"
-        " Positive Example 1 -\nInput: What is 1+1?\n Output: 2.\n"
-        " Positive Example 2 -\nInput: Capital of France?\n Output: Paris.\n"
-        "Now complete the following example -\nInput: Is it raining?\nAnswer:"
+        "Now complete the following example -\nInput: Is it raining?\nOutput: "
     )
-    zero = niv2.render_prompt(TASK, "Say hi", num_demos=0, delimiter=" A:")
-    assert (
-        zero == "Definition: Answer the question.\n\nNow complete the following example -\n"
-        "Input: Say hi. A:"
+    two = niv2.render_tk_instruct("Answer the question", "Is it raining", DEMOS)
+    assert two + " " == (
+        "Definition: Answer the question.\n\n"
+        " Positive Example 1 -\nInput: What is 1+1?\n Output: 2.\n\n"
+        " Positive Example 2 -\nInput: Capital of France?\n Output: Paris.\n\n"
+        "Now complete the following example -\nInput: Is it raining.\nOutput: "
     )
-    # a prompt that already ends with ":" gets no delimiter (paper §2.4)
-    assert niv2.render_prompt(TASK, "Fill in:", 0, " A:").endswith("Input: Fill in:")
+    # the closing "Output:" is Tk-Instruct's own: no OPT delimiter is added after it
+    (e,) = niv2.render_examples(TASK, "test", num_demos=2, fmt="tk_instruct", limit=1)
+    assert e.inputs.endswith("Input: Question 0.\nOutput:") and e.targets in (" ans 0", " alt 0")
+    assert e.inputs.count(" Positive Example") == 2
+
+
+def test_k_shot_takes_positive_examples_then_training_instances():
+    """#5shot: the 3 positive examples, then 2 of the task's own instances that the split does
+    not evaluate -- never the evaluated instance, never one of the first 100 (test)."""
+    test = niv2.render_examples(TASK, "test", num_demos=5, fmt="tk_instruct")
+    assert len(test) == 100
+    for e in test:
+        assert e.inputs.count(" Positive Example ") == 5
+        shown = {f"Question {i}" for i in range(300) if f"Input: Question {i}.\n Output:" in
+                 e.inputs}  # fmt: skip
+        assert len(shown) == 2 and all(int(q.split()[1]) >= 100 for q in shown)
+    for e in niv2.render_examples(TASK, "train", num_demos=5):  # training prompts: any other
+        i = e.id.split("-")[1]
+        assert len(re.findall(rf"Question {i}\b", e.inputs)) == 1  # shown once: as the example
+        assert e.inputs.count("\n\n") == 5  # 5 demonstrations before the example
+    # a task with too few demonstrations reaches fewer shots, and says so
+    small = niv2.NIV2Task("task997_small", "d", (("a", "b"),), TASK.instances[:101])
+    assert niv2.render_examples(small, "test", num_demos=5, limit=1)[0].inputs.count("\n\n") == 2
 
 
 def test_delimiters_and_targets_are_deterministic_per_seed():
@@ -42,7 +96,7 @@ def test_delimiters_and_targets_are_deterministic_per_seed():
     assert a == niv2.render_examples(TASK, "train", seed=0)
     b = niv2.render_examples(TASK, "train", seed=1)
     assert [e.inputs for e in a] != [e.inputs for e in b]
-    used = {d for d in niv2.DELIMITERS for e in a if e.inputs.endswith(d)}
+    used = {d for d in niv2.DELIMITERS for e in a if e.inputs.endswith(d)}  # (Appendix C)
     assert used == set(niv2.DELIMITERS)  # all 8 occur over 300 examples
     for e in a:
         assert e.targets.startswith(" ") and e.targets[1:] in e.references
@@ -61,9 +115,7 @@ def test_splits_keep_heldout_instances_out_of_training():
     other = niv2.NIV2Task("task998_other", "d", (), tuple((f"o-{i}", t, ("x",)) for i, t in
                                                           enumerate(texts.values())))  # fmt: skip
     other_val = niv2.render_examples(other, "validation", heldout="toyset")
-    assert [e.inputs.split("Input: ")[-1][:11] for e in other_val] == [
-        e.inputs.split("Input: ")[-1][:11] for e in val
-    ]
+    assert [e.id for e in other_val] == [f"o-{e.id.split('-')[1]}" for e in val]
     # unsupervised tasks: all instances train; the first 100 are the test instances
     assert len(niv2.render_examples(TASK, "train")) == 300
     assert [e.id for e in niv2.render_examples(TASK, "test")] == [
@@ -122,8 +174,10 @@ def test_every_available_task_renders_and_tokenizes(walk, data_dir):
 
     vocab = OPTVocabulary(data_dir / "gpt2_bpe")
     examples, _ = walk
-    for example in examples.values():
-        assert example.inputs.startswith("Definition: ") and example.targets.startswith(" ")
+    for name, example in examples.items():  # Appendix C: [Instructions: |Task: ]<definition>
+        definition = niv2.load_task(catalog.task(f"optiml:niv2:{name}").source_id).definition
+        head = example.inputs.removeprefix("Instructions: ").removeprefix("Task: ")
+        assert head.startswith(definition.strip()) and example.targets.startswith(" "), name
     texts = [e.inputs for e in examples.values()] + [e.targets for e in examples.values()]
     ids = vocab.encode_batch(texts)
     assert len(ids) == 2 * 1461

@@ -7,8 +7,7 @@ import pytest
 from optiml.bench import catalog
 from optiml.bench.sources import common, flan, t5, tfds_util
 
-ABSENT_FLAN = {"fix_punct", "true_case", "word_segment", "unified_qa_science_inst",
-               "trivia_qa_wiki_missing"}  # fmt: skip
+ABSENT_FLAN = {"lambada", "unified_qa_science_inst", "trivia_qa_wiki_missing"}  # no 2021 template
 
 
 def test_t5_keyword_prompts():
@@ -20,19 +19,37 @@ def test_t5_keyword_prompts():
     assert t5.convert(cnn, {"article": "A B", "highlights": "C"}) == ("summarize: A B", "C")
 
 
-def test_flan_templates_and_options():
+@pytest.mark.data  # FLAN's templates.py
+def test_flan_renders_flans_own_templates(data_dir, monkeypatch):
+    monkeypatch.setenv("OPTIML_DATA_DIR", str(data_dir))
     record = catalog.task("optiml:flan:rte")
-    _, convert, family = flan.DATASETS["rte"]
-    fields = convert({"sentence1": "It rains.", "sentence2": "It is dry.", "label": 1})
+    row = {"premise": "It rains.", "hypothesis": "It is dry.", "label": 1}
+    monkeypatch.setattr(flan, "_rows", lambda rec, split: [flan.DATASETS["rte"][1](row)] * 40)
+    monkeypatch.setattr(flan, "count_examples", lambda rec, split: 40)
+    chosen = flan.templates(record)
+    assert len(chosen) == 9  # FLAN's 10 minus the inversion "Generate a context and a hypothesis."
     seen = set()
-    for i in range(30):
-        e = tfds_util.render("rte", str(i), {"context": "", **fields}, flan.TEMPLATES[family],
-                             seed=0, rank=record.answer_type == "rank")  # fmt: skip
+    for e in flan.examples(record, "train"):
         assert e.targets == " no" and e.options == ("yes", "no") and e.label == 1
         assert "OPTIONS:\n- yes\n- no" in e.inputs and "It is dry." in e.inputs
-        seen.add(e.inputs.split("OPTIONS")[0])
-    assert len(seen) == 3  # every template is used
-    assert set(flan.DATASETS) | ABSENT_FLAN == {r.task for r in catalog.tasks("flan")}
+        seen.add(e.inputs.split("It rains.")[-1].split("OPTIONS")[0])
+    assert len(seen) >= 8  # templates are picked per example
+    (first,) = flan.examples(record, "test")[:1]
+    template = chosen[common.pick(0, len(chosen), "template", "rte", 0)][0]
+    assert first.inputs.startswith(template.split("{")[0] + ("It rains." if template.startswith(
+        "{premise}") else ""))  # fmt: skip
+    # exact: the first template, FLAN's own words, then the delimiter picked for the example
+    fields = flan.DATASETS["rte"][1](row)
+    assert flan._fill(chosen[0][0], fields) == (
+        'It rains.\n\nBased on the paragraph above can we conclude that "It is dry."?\n\n'
+        "OPTIONS:\n- yes\n- no"
+    )
+    five = flan.examples(record, "test", num_demos=5)[0].inputs
+    assert five.count("OPTIONS:") == 6 and five.count(" no\n\n") == 5  # 5 answered demos first
+    assert flan.reachable_shots(record, "test", 5) == 5
+    assert set(flan.DATASETS) | {"unified_qa_science_inst", "trivia_qa_wiki_missing"} == {
+        r.task for r in catalog.tasks("flan")
+    }
 
 
 def test_unprepared_dataset_is_reported_by_name(tmp_path, monkeypatch):
@@ -42,8 +59,8 @@ def test_unprepared_dataset_is_reported_by_name(tmp_path, monkeypatch):
     tfds_util.source.cache_clear()
     with pytest.raises(common.SourceDataError, match="T5 wmt16_enro_v003: TFDS dataset"):
         t5.count_examples(catalog.task("optiml:t5:wmt16_enro_v003"), "train")
-    with pytest.raises(common.SourceDataError, match="FLAN word_segment: no TFDS source"):
-        flan.count_examples(catalog.task("optiml:flan:word_segment"), "train")
+    with pytest.raises(common.SourceDataError, match="FLAN trivia_qa_wiki_missing: no TFDS"):
+        flan.count_examples(catalog.task("optiml:flan:trivia_qa_wiki_missing"), "train")
     tfds_util.source.cache_clear()
 
 
@@ -57,7 +74,7 @@ def test_every_tfds_task_yields_examples_on_mock_data(data_dir, monkeypatch):
 
     monkeypatch.setenv("OPTIML_DATA_DIR", str(data_dir))
     records = [r for r in catalog.tasks("t5") + catalog.tasks("flan") if r.task not in ABSENT_FLAN]
-    assert len(records) == 7 + 66
+    assert len(records) == 7 + 68
     with tfds.testing.mock_data(num_examples=3):
         for r in records:
             loader = t5 if r.benchmark == "t5" else flan
@@ -67,6 +84,10 @@ def test_every_tfds_task_yields_examples_on_mock_data(data_dir, monkeypatch):
             assert e.inputs and e.targets.startswith(" ") and len(e.targets) > 1, r.name
             if r.answer_type == "rank" and e.options:
                 assert e.options[e.label] == e.targets[1:], r.name
+            if loader is flan:  # the converter fills every field of every original template
+                fields = flan._rows(r, "train")[0]
+                for inputs, targets in flan.templates(r):
+                    assert flan._fill(inputs, fields) and flan._fill(targets, fields), r.name
         # the registry's seqio task reads the same source, tokenized with the OPT vocabulary
         task = seqio.get_mixture_or_task("optiml:flan:rte")
         ds = task.get_dataset({"inputs": 256, "targets": 16}, split="train", shuffle=False)

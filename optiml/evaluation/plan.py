@@ -54,6 +54,14 @@ class EvalTask:
             )
 
 
+def reachable_shots(loader, record: catalog.TaskRecord, split: str, k: int) -> int:
+    """The demonstrations a k-shot variant of `record` really shows (the loader's
+    `reachable_shots`; k for loaders whose k-shot prompts always have k, e.g. MMLU's dev set)."""
+    if k == 0 or not hasattr(loader, "reachable_shots"):
+        return k
+    return int(loader.reachable_shots(record, split, k))
+
+
 def plan_from_registry(
     *,
     phase: str = "dev",
@@ -70,10 +78,13 @@ def plan_from_registry(
     instances), at most `max_examples` (250) examples each; "test": every test task and the
     evaluation-only benchmarks that belong to a level (MMLU), all of their examples
     (`max_examples` is ignored). Every task runs 0-shot and in each few-shot variant its
-    loader offers (NIV2 #2shot/#5shot), restricted to `shots` if given. Tasks without local data,
-    or outside the three levels, are logged and skipped. `max_tasks_per_level` keeps the first N
-    tasks of each benchmark in each level (quick runs that still cover every benchmark:
-    generation and rank classification). `scoring`: how rank tasks score options.
+    loader offers (NIV2 #2shot/#5shot), restricted to `shots` if given; a variant whose task
+    cannot show k demonstrations is reported at the k it reached (its own column in the
+    report, never averaged with the k-shot ones), and dropped if another variant reached that
+    k already. Tasks without local data, or outside the three levels, are logged and skipped.
+    `max_tasks_per_level` keeps the first N tasks of each benchmark in each level (quick runs
+    that still cover every benchmark: generation and rank classification). `scoring`: how rank
+    tasks score options.
     """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; one of {list(PHASES)}")
@@ -106,9 +117,14 @@ def plan_from_registry(
         per_level[key] = per_level.get(key, 0) + 1
         loader = catalog.loader(record.benchmark)
         variants = [(None, 0)] + sorted(getattr(loader, "VARIANTS", {}).items(), key=lambda v: v[1])
+        planned: set[int] = set()
         for variant, k in variants:
             if shots is not None and k not in shots:
                 continue
+            k = reachable_shots(loader, record, split, k)
+            if k in planned:  # e.g. #5shot of a task with 2 demonstrations = its #2shot
+                continue
+            planned.add(k)
             plan.append(
                 EvalTask(
                     task=names.task_name(record.benchmark, record.task, variant),
@@ -144,7 +160,8 @@ def paper_plan(
     test split; Table 12 (SuperNI) scores the first 100 examples of each task (§5.4), the others
     all of them (`max_examples` caps every task, for quick runs). A task without local data, a
     shot count its loader has no variant for, or a task in none of the levels is logged and
-    left out; the report's paper section marks what that leaves partial."""
+    left out; the report's paper section marks what that leaves partial. A k-shot task that
+    cannot show k demonstrations is reported at the k it reached."""
     from optiml.evaluation import paper
 
     lv = levels.build_levels(level_config or levels.LevelConfig())
@@ -186,7 +203,7 @@ def paper_plan(
                         benchmark=record.benchmark,
                         name=record.dataset,
                         subtask=record.task,
-                        shots=k,
+                        shots=reachable_shots(catalog.loader(record.benchmark), record, "test", k),
                         split="test",
                         max_examples=cap,
                         metric=record.metric if record.answer_type == "generate" else "accuracy",

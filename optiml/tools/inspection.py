@@ -22,6 +22,7 @@ from dataclasses import asdict
 import numpy as np
 
 from optiml.bench import catalog, levels, mixing, names
+from optiml.bench.sources import common
 from optiml.bench.sources.common import PROMPT_SEED
 from optiml.pipeline import features, stream
 from optiml.tf_devices import quiet_tensorflow
@@ -230,12 +231,11 @@ def _render(name: str, split: str, prompt_seed: int) -> list:
     loader = catalog.loader(record.benchmark)
     if loader is None:
         raise ValueError(f"task {name}: benchmark {record.benchmark!r} has no loader module yet")
-    demos = 0
-    if parsed.variant is not None:
-        if parsed.variant not in loader.VARIANTS:
-            raise KeyError(f"task {name}: no variant {parsed.variant!r} ({list(loader.VARIANTS)})")
-        demos = loader.VARIANTS[parsed.variant]
-    return loader.examples(record, split, num_demos=demos, seed=prompt_seed)
+    try:
+        options = common.variant_options(loader, parsed.variant)
+    except KeyError as err:
+        raise KeyError(f"task {name}: {err.args[0]}") from None
+    return loader.examples(record, split, seed=prompt_seed, **options)
 
 
 def _fields(ex) -> dict:

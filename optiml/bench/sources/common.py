@@ -23,13 +23,13 @@ from optiml.bench import catalog, levels
 SPLITS = ("train", "validation", "test")
 PROMPT_SEED = 0  # seeds every per-example choice in prompts (delimiter, reference) that training,
 # the registry's tasks and the inspection tool render with
-# The answer delimiters of OPT-IML §2.4; the paper prints the last one as "\output:", read here
-# as "\noutput:".
-DELIMITERS = (
-    "\nAnswer:", " Answer:", "\nA:", " A:", "\nOutput:", " Output:", "\nanswer:", "\noutput:"
-)  # fmt: skip
 VALIDATION_LIMIT = 250  # paper §4.1: at most 250 examples per task in validation
 _PYTHON_EXAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # source -> examples_fn
+# paper §2.4 (tasks/prompt_formats.json; the paper prints the last one as "\output:", read as
+# "\noutput:"): one is picked per example
+DELIMITERS: tuple[str, ...] = tuple(catalog.prompt_formats()["delimiters"]["values"])
+# between demonstrations, and before the example, for instance-level benchmarks (FLAN, UnifiedSKG)
+DEMO_SEPARATOR: str = catalog.prompt_formats()["demo_separator"]["value"]
 
 
 class SourceDataError(OSError):
@@ -56,13 +56,53 @@ def pick(seed: int, n: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") % n
 
 
-def with_delimiter(prompt: str, seed: int, task: str, example_id: str) -> str:
-    """Paper §2.4: `prompt` + one of the answer delimiters (picked per example), unless the prompt
-    already ends with ":"."""
+def delimited(prompt: str, delimiter: str) -> str:
+    """Paper §2.4: `prompt` + `delimiter`, unless the prompt already ends with ":"."""
     prompt = prompt.rstrip()
-    if prompt.endswith(":"):
-        return prompt
-    return prompt + DELIMITERS[pick(seed, len(DELIMITERS), "delimiter", task, example_id)]
+    return prompt if prompt.endswith(":") else prompt + delimiter
+
+
+def pick_delimiter(seed: int, task: str, example_id: str) -> str:
+    """One of the answer delimiters, picked per example (paper §2.4)."""
+    return DELIMITERS[pick(seed, len(DELIMITERS), "delimiter", task, example_id)]
+
+
+def with_delimiter(prompt: str, seed: int, task: str, example_id: str) -> str:
+    """`prompt` + the delimiter picked for the example, unless it ends with ":"."""
+    return delimited(prompt, pick_delimiter(seed, task, example_id))
+
+
+def variant_options(loader: Any, variant: str | None) -> dict[str, Any]:
+    """The `make_source`/`examples` keyword arguments of a task variant: `2shot` ->
+    {"num_demos": 2}; a loader's format variants (`FORMAT_VARIANTS`, NIV2's `tk`) combine with
+    them: `tk_2shot` -> {"fmt": "tk_instruct", "num_demos": 2}. KeyError for an unknown one."""
+    if variant is None:
+        return {"num_demos": 0}
+    shots = getattr(loader, "VARIANTS", {})
+    formats = getattr(loader, "FORMAT_VARIANTS", {})
+    head, _, tail = variant.partition("_")
+    if variant in shots:
+        return {"num_demos": shots[variant]}
+    if head in formats and (not tail or tail in shots):
+        return {**formats[head], "num_demos": shots[tail] if tail else 0}
+    raise KeyError(f"no variant {variant!r} (shots {list(shots)}, formats {list(formats)})")
+
+
+def variants(loader: Any) -> list[str]:
+    """Every variant name a loader offers: its shot variants, each format variant alone and
+    combined with every shot variant (`tk`, `tk_2shot`, ...)."""
+    shots = list(getattr(loader, "VARIANTS", {}))
+    formats = list(getattr(loader, "FORMAT_VARIANTS", {}))
+    return shots + formats + [f"{f}_{s}" for f in formats for s in shots]
+
+
+def demonstrations(pool: Sequence, k: int, seed: int, task: str, example_id: str) -> list:
+    """`k` rows of `pool` (the task's own training rows, never the evaluated one, which the
+    caller has left out) in a seeded rotation per example; fewer if the pool is smaller."""
+    if k <= 0 or not pool:
+        return []
+    start = pick(seed, len(pool), "demos", task, example_id)
+    return (list(pool[start:]) + list(pool[:start]))[:k]
 
 
 def make_example(
@@ -96,28 +136,31 @@ def split_rows(
     """The raw rows of one of our splits from the source's own splits `rows` ({"train": [...],
     "validation": [...], "test": [...]}, labelled rows only; any may be absent).
 
-    - train: the source's train rows (without the held-out instances of `supervised` tasks).
-    - test: the source's validation rows, else its labelled test rows; a task that is never
-      trained on (dev/eval/test/eval_only roles) falls back to its train rows; a `supervised`
-      task uses its held-out train instances.
+    - test: the source's validation rows, else its labelled test rows (paper §2.3: a fully
+      supervised task is evaluated on the validation/test sets of the original release); a task
+      that is never trained on (dev/test/eval_only roles) falls back to its train rows; a
+      `supervised` task whose source has no evaluation rows holds out 10% of its train rows
+      (`levels.heldout_instance` of `key(i, row)`).
+    - train: the source's train rows, without those held-out ones.
     - validation: the first 250 of test's rows.
     """
     key = key or (lambda i, row: str(i))
     train = rows.get("train") or []
-    supervised = record.role == "supervised"
+    evaluation = rows.get("validation") or rows.get("test") or []
+    hold_out = record.role == "supervised" and not evaluation
 
     def heldout(i, row):
         return levels.heldout_instance(record.task, key(i, row))
 
     if split == "train":  # levels.py keeps evaluation tasks out of training mixtures
-        return [r for i, r in enumerate(train) if not (supervised and heldout(i, r))]
+        return [r for i, r in enumerate(train) if not (hold_out and heldout(i, r))]
     if split not in ("validation", "test"):
         raise ValueError(f"{record.name}: unknown split {split!r}; one of {SPLITS}")
-    if supervised:
+    if hold_out:
         pool = [r for i, r in enumerate(train) if heldout(i, r)]
     else:
-        pool = rows.get("validation") or rows.get("test") or []
-        if not pool and record.role in ("dev", "eval", "test", "eval_only"):
+        pool = evaluation
+        if not pool and record.role in ("dev", "test", "eval_only"):
             pool = train
     return list(pool[:VALIDATION_LIMIT]) if split == "validation" else list(pool)
 
@@ -168,14 +211,14 @@ def python_examples(source: Any) -> Callable[[str], Sequence[Example]] | None:
 
 
 def lazy_source(examples_fn: Callable[..., Sequence[Example]]) -> Callable[..., Any]:
-    """The loader protocol's `make_source(record, *, num_demos=0, seed=0)` for a loader whose
-    `examples(record, split, *, num_demos, seed)` is given: nothing is read until a dataset is
-    built (`make_source = common.lazy_source(examples)` in a loader module)."""
+    """The loader protocol's `make_source(record, *, num_demos=0, seed=0, **options)` for a
+    loader whose `examples(record, split, *, num_demos, seed, **options)` is given: nothing is
+    read until a dataset is built (`make_source = common.lazy_source(examples)`)."""
 
-    def make_source(record: catalog.TaskRecord, *, num_demos: int = 0, seed: int = 0):
+    def make_source(record: catalog.TaskRecord, *, num_demos: int = 0, seed: int = 0, **options):
         return function_source(
             record.source_id,
-            lambda split: examples_fn(record, split, num_demos=num_demos, seed=seed),
+            lambda split: examples_fn(record, split, num_demos=num_demos, seed=seed, **options),
         )
 
     return make_source
@@ -198,33 +241,40 @@ def keyword_loader(
     `load_rows(source_id)` gives the task's (input, outputs) rows per source split (see
     `split_rows`). An example is `instruction(record)\\n\\n<input>` + a delimiter -> one of the
     outputs (picked per example), all outputs kept as references. With `rank_over_label_set`, a
-    `rank` task's options are its label set (every output in its files), its answer the first."""
+    `rank` task's options are its label set (every output in its files), its answer the first.
+    `num_demos` training rows (never the evaluated one) come first, each answered with its first
+    output (instance-level instructions: demonstrations before the example, paper §2.4)."""
+
+    def ask(record: catalog.TaskRecord, text: str, delimiter: str) -> str:
+        return delimited(f"{instruction(record)}\n\n{text.strip()}", delimiter)
 
     def examples(
         record: catalog.TaskRecord, split: str, *, num_demos: int = 0, seed: int = 0
     ) -> list[Example]:
-        del num_demos
         rows = load_rows(record.source_id)
         label_set = ()
         if rank_over_label_set and record.answer_type == "rank":
             label_set = sorted({o for pairs in rows.values() for _, outs in pairs for o in outs})
+        chosen = split_rows(record, split, rows)
+        pool = [] if not num_demos else chosen if split == "train" else split_rows(
+            record, "train", rows
+        )  # fmt: skip
         out = []
-        for i, (text, outputs) in enumerate(split_rows(record, split, rows)):
-            prompt = f"{instruction(record)}\n\n{text.strip()}"
+        for i, (text, outputs) in enumerate(chosen):
             if label_set:
                 answer, refs = outputs[0], None
             else:
                 answer, refs = outputs[pick(seed, len(outputs), "output", record.task, i)], outputs
+            delimiter = pick_delimiter(seed, record.task, str(i))
+            others = [d for j, d in enumerate(pool) if split != "train" or j != i]
+            demos = demonstrations(others, num_demos, seed, record.task, str(i))
+            shown = [f"{ask(record, x, delimiter)} {outs[0].strip()}" for x, outs in demos]
+            shown.append(ask(record, text, delimiter))
             out.append(
                 make_example(
-                    record.task,
-                    str(i),
-                    prompt,
-                    answer,
-                    seed=seed,
-                    references=refs,
-                    options=label_set,
-                )
+                    record.task, str(i), DEMO_SEPARATOR.join(shown), answer, seed=seed,
+                    references=refs, options=label_set, delimiter=False,
+                )  # fmt: skip
             )
         return out
 
@@ -232,3 +282,14 @@ def keyword_loader(
         return len(split_rows(record, split, load_rows(record.source_id)))
 
     return examples, count_examples, lazy_source(examples)
+
+
+def keyword_shots(load_rows: Callable[[str], Rows]) -> Callable[..., int]:
+    """The loader protocol's `reachable_shots(record, split, k)` of a keyword-style source: its
+    demonstrations are the task's training rows (less the evaluated one on `train`)."""
+
+    def reachable_shots(record: catalog.TaskRecord, split: str, k: int) -> int:
+        train = split_rows(record, "train", load_rows(record.source_id))
+        return min(k, len(train) - (split == "train"))
+
+    return reachable_shots

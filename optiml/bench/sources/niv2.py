@@ -3,17 +3,26 @@
 Task files follow the official schema (`Definition`, `Positive Examples`, `Instances` with
 `id`/`input`/`output`, ...) under `$OPTIML_DATA_DIR/natinst/tasks/<task id>.json`.
 
-Prompt (Tk-Instruct's encoding, then one of the OPT-IML answer delimiters), for 2 demos:
+Prompt formats (tasks/prompt_formats.json), both with k demonstrations between the definition
+and the example (paper §2.4): the task's positive examples first, then its own training
+instances (never the evaluated one, never one the split evaluates; `reachable_shots`):
 
-    Definition: <definition>.\\n\\n
-     Positive Example 1 -\\nInput: <input>.\\n Output: <output>.\\n
-     Positive Example 2 -\\nInput: <input>.\\n Output: <output>.\\n
-    Now complete the following example -\\nInput: <instance input>.<delimiter>
+- `appendix_c` (default; the paper's Appendix C, Figures 7-16): one of "Instructions: ",
+  "Task: " or nothing, the definition, a new line, "Input: " or nothing, the input, then one of
+  the answer delimiters (`common.DELIMITERS`; none when the text ends with ":"); all picked per
+  example from (seed, task, instance id). Each demonstration reads like the example, followed by
+  " <output>", and they are separated by a blank line:
 
-`<delimiter>` is one of `DELIMITERS`, picked per example from (seed, task, instance id); none is
-added when the prompt already ends with ":". The target text is `" " + output` (metaseq joins
-`src.rstrip() + " " + tgt`); an instance with several reference outputs trains on one picked the
-same way, and evaluation keeps all of them in `references`.
+      Task: Answer the question\nInput: What is 1+1?\nAnswer: 2\n\nInput: Is it raining?\nAnswer:
+
+- `tk_instruct` (task variants `#tk`, `#tk_2shot`, `#tk_5shot`): Tk-Instruct's `ni_collator.py`
+  byte for byte (definition + positive examples), the prompt ending with "Output:":
+
+      Definition: Answer the question.\n\n Positive Example 1 -\nInput: What is 1+1?\n Output: 2.
+      \n\nNow complete the following example -\nInput: Is it raining?\nOutput:
+
+The target text is `" " + output` (metaseq joins `src.rstrip() + " " + tgt`); an instance with
+several reference outputs trains on one picked the same way, evaluation keeps all of them.
 
 Splits: `train` = every instance except the held-out ones of `supervised` tasks; `test` = the
 evaluation instances (held-out instances of `supervised` tasks, else the first 100 -- NIV2's
@@ -25,23 +34,25 @@ same texts, so one cannot train on what another evaluates.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from optiml import paths
 from optiml.bench import catalog, levels
 from optiml.bench.sources import common
-from optiml.bench.sources.common import DELIMITERS, Example
+from optiml.bench.sources.common import DELIMITERS
 
 log = logging.getLogger(__name__)
 
 SPLIT_LIMITS = {"test": 100, "validation": 250}
 SPLITS = ("train", "validation", "test")
 VARIANTS = {"2shot": 2, "5shot": 5}  # few-shot evaluation variants: `optiml:niv2:<task>#2shot`
+FORMATS = ("appendix_c", "tk_instruct")  # tasks/prompt_formats.json, the first is the default
+FORMAT_VARIANTS = {"tk": {"fmt": "tk_instruct"}}  # `optiml:niv2:<task>#tk`, `#tk_2shot`, ...
 
 
 class TaskFileError(ValueError):
@@ -102,23 +113,79 @@ def load_task(task_id: str, root: Path | None = None) -> NIV2Task:
 
 
 def _punct(text: str) -> str:
+    """Tk-Instruct's rule: strip, then add "." unless the text ends in punctuation."""
     text = text.strip()
     return text if text and text[-1] in string.punctuation else text + "."
 
 
 def _pick(seed: int, task_id: str, instance_id: str, what: str, n: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{what}:{task_id}:{instance_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") % n
+    return common.pick(seed, n, what, task_id, instance_id)
 
 
-def render_prompt(task: NIV2Task, text: str, num_demos: int, delimiter: str) -> str:
-    """Definition + first `num_demos` positive examples + input, then `delimiter`."""
-    parts = [f"Definition: {_punct(task.definition)}\n\n"]
-    for i, (x, y) in enumerate(task.positive_examples[:num_demos]):
-        parts.append(f" Positive Example {i + 1} -\nInput: {_punct(x)}\n Output: {_punct(y)}\n")
-    parts.append(f"Now complete the following example -\nInput: {_punct(text)}")
-    prompt = "".join(parts).rstrip()
-    return prompt if prompt.endswith(":") else prompt + delimiter
+def render_tk_instruct(definition: str, text: str, demos: Sequence[tuple[str, str]]) -> str:
+    """Tk-Instruct's encoding (`ni_collator.py`, definition + positive examples), minus the
+    trailing space after its closing "Output:" (the target brings its leading space)."""
+    f = catalog.prompt_formats()["niv2"]["tk_instruct"]
+
+    def fill(template: str, **fields: object) -> str:
+        return template.format(**{k: _punct(str(v)) if k in f["punctuate"] else v
+                                  for k, v in fields.items()})  # fmt: skip
+
+    parts = [fill(f["definition"], definition=definition)]
+    parts += [fill(f["demo"], index=i + 1, input=x, output=y) for i, (x, y) in enumerate(demos)]
+    parts.append(fill(f["query"], input=text))
+    return "".join(parts)
+
+
+def render_appendix_c(
+    definition: str,
+    text: str,
+    demos: Sequence[tuple[str, str]],
+    *,
+    instruction: int,
+    example: int,
+    delimiter: str,
+) -> str:
+    """The paper's Appendix C format: `instruction`/`example` index the format's choices
+    (instruction prefix, input prefix), `delimiter` is one of `DELIMITERS` (module docstring)."""
+    f = catalog.prompt_formats()["niv2"]["appendix_c"]
+
+    def block(x: str, y: str | None = None) -> str:
+        shown = f["example"][example].format(input=x.strip())
+        after = "" if shown.endswith(":") else delimiter
+        if y is None:
+            return shown + after
+        return f["demo"].format(example=shown, delimiter=after, output=y.strip())
+
+    body = f["demo_separator"].join([block(x, y) for x, y in demos] + [block(text)])
+    head = f["instruction"][instruction].format(definition=definition.strip())
+    return head + f["after_instruction"] + body
+
+
+def render_prompt(
+    task: NIV2Task,
+    text: str,
+    demos: Sequence[tuple[str, str]],
+    *,
+    fmt: str = FORMATS[0],
+    seed: int = 0,
+    instance_id: str = "",
+) -> str:
+    """One prompt of `task` for input `text` with the given demonstrations, in format `fmt`;
+    the Appendix C choices are picked from (seed, task, instance id)."""
+    if fmt == "tk_instruct":
+        return render_tk_instruct(task.definition, text, demos)
+    if fmt != "appendix_c":
+        raise ValueError(
+            f"NIV2 task {task.task_id}: unknown prompt format {fmt!r}; one of {FORMATS}"
+        )
+    f = catalog.prompt_formats()["niv2"]["appendix_c"]
+    return render_appendix_c(
+        task.definition, text, demos,
+        instruction=_pick(seed, task.task_id, instance_id, "instruction", len(f["instruction"])),
+        example=_pick(seed, task.task_id, instance_id, "input prefix", len(f["example"])),
+        delimiter=common.pick_delimiter(seed, task.task_id, instance_id),
+    )  # fmt: skip
 
 
 def heldout_key(record: catalog.TaskRecord) -> str | None:
@@ -144,6 +211,25 @@ def split_instances(task: NIV2Task, split: str, heldout: str | None = None) -> l
     return list(pool[: SPLIT_LIMITS[split]])
 
 
+def demo_pool(task: NIV2Task, split: str, heldout: str | None = None) -> list[tuple]:
+    """The instances a prompt of `split` may show as demonstrations: the task's training
+    instances that this split does not evaluate (for `train`, the evaluated one is skipped by
+    `render_examples`)."""
+    train = split_instances(task, "train", heldout)
+    if split == "train":
+        return train
+    evaluated = {i[0] for i in split_instances(task, split, heldout)}
+    return [i for i in train if i[0] not in evaluated]
+
+
+def _demos(task: NIV2Task, pool: list[tuple], k: int, seed: int, inst_id: str) -> list[tuple]:
+    """k demonstrations: the positive examples first, then instances of `pool` (seeded)."""
+    demos = list(task.positive_examples[:k])
+    others = [i for i in pool if i[0] != inst_id]
+    rows = common.demonstrations(others, k - len(demos), seed, task.task_id, inst_id)
+    return demos + [(text, outputs[0]) for _, text, outputs in rows]
+
+
 def render_examples(
     task: NIV2Task,
     split: str,
@@ -152,16 +238,19 @@ def render_examples(
     num_demos: int = 0,
     seed: int = 0,
     limit: int | None = None,
-) -> list[Example]:
+    fmt: str = FORMATS[0],
+) -> list[common.Example]:
     """The examples of one split (the first `limit` if given), rendered deterministically."""
+    pool = demo_pool(task, split, heldout) if num_demos else []
     out = []
     for inst_id, text, outputs in split_instances(task, split, heldout)[:limit]:
-        delimiter = DELIMITERS[_pick(seed, task.task_id, inst_id, "delimiter", len(DELIMITERS))]
         target = outputs[_pick(seed, task.task_id, inst_id, "output", len(outputs))]
+        demos = _demos(task, pool, num_demos, seed, inst_id)
+        prompt = render_prompt(task, text, demos, fmt=fmt, seed=seed, instance_id=inst_id)
         out.append(
-            Example(
+            common.Example(
                 id=inst_id,
-                inputs=render_prompt(task, text, num_demos, delimiter),
+                inputs=prompt,
                 targets=" " + target.strip(),
                 references=tuple(o.strip() for o in outputs),
             )
@@ -215,13 +304,26 @@ def count_examples(record: catalog.TaskRecord, split: str) -> int:
 
 
 def examples(
-    record: catalog.TaskRecord, split: str, *, num_demos: int = 0, seed: int = 0
-) -> list[Example]:
+    record: catalog.TaskRecord,
+    split: str,
+    *,
+    num_demos: int = 0,
+    seed: int = 0,
+    fmt: str = FORMATS[0],
+) -> list[common.Example]:
     """Rendered examples of one split, in pure Python (loader protocol)."""
     return render_examples(
         load_task(record.source_id), split,
-        heldout=heldout_key(record), num_demos=num_demos, seed=seed,
+        heldout=heldout_key(record), num_demos=num_demos, seed=seed, fmt=fmt,
     )  # fmt: skip
+
+
+def reachable_shots(record: catalog.TaskRecord, split: str, k: int) -> int:
+    """The demonstrations a `k`-shot prompt of this split really gets (loader protocol): k when
+    the positive examples and the demonstration pool hold k (besides the evaluated instance)."""
+    task = load_task(record.source_id)
+    pool = demo_pool(task, split, heldout_key(record))
+    return min(k, len(task.positive_examples) + len(pool) - (split == "train"))
 
 
 make_source = common.lazy_source(examples)  # a seqio source; nothing is read until used

@@ -1,5 +1,5 @@
-"""Reasoning: the 14 chain-of-thought datasets of OPT-IML (paper §4.6, A.1), one step-by-step
-prompt per dataset, and answer extraction for evaluation.
+"""Reasoning: the 14 chain-of-thought datasets of OPT-IML (paper §4.6, A.1) in the paper's
+Appendix C format (tasks/prompt_formats.json), and answer extraction for evaluation.
 
 Training rows are Flan's CoT TSVs (`question<TAB>answer<TAB>rationale`, newlines written `\\n`):
 `$OPTIML_DATA_DIR/flan/cot_data/<name>_train.tsv` for the Flan 2022 datasets (aqua, creak, ecqa,
@@ -20,39 +20,33 @@ import csv
 import functools
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from optiml import paths
 from optiml.bench import catalog
-from optiml.bench.sources import common
-from optiml.bench.sources.bbh import extract_answer
+from optiml.bench.sources import bbh, common
 
 __all__ = ["extract_answer", "examples", "count_examples", "make_source", "VARIANTS"]
 
-COT_TRIGGER = "Let's think step by step."
 VARIANTS = {"5shot": 5}
-DEMO_SEPARATOR = "\n\n"
-# task -> (Flan CoT file stem or None, the dataset's instruction)
+# task -> its Flan CoT file stem (None: reasoning/<task>_train.tsv)
 DATASETS = {
-    "aqua_rat": ("aqua", "Answer the multiple-choice math question."),
-    "coqa": (None, "Answer the question about the story."),
-    "cos_e": (None, "Answer the commonsense question by picking one of the options."),
-    "creak": ("creak", "Decide whether the claim is true, using common sense."),
-    "ecqa": ("ecqa", "Answer the commonsense question by picking one of the options."),
-    "esnli": ("esnli", "Decide whether the premise entails the hypothesis."),
-    "gsm8k": ("gsm8k", "Solve the math word problem."),
-    "math": (None, "Solve the competition mathematics problem."),
-    "proofwriter": (None, "Decide whether the statement follows from the facts and rules."),
-    "qasc": ("qasc", "Answer the science question by picking one of the options."),
-    "qed": ("qed", "Answer the question using the passage."),
-    "sensemaking": ("sensemaking", "Pick the sentence that goes against common sense."),
-    "strategyqa": ("strategyqa", "Answer the yes/no question; the reasoning steps are implicit."),
-    "winowhy": (None, "Explain whether the pronoun resolution is right."),
-}
+    "aqua_rat": "aqua", "coqa": None, "cos_e": None, "creak": "creak", "ecqa": "ecqa",
+    "esnli": "esnli", "gsm8k": "gsm8k", "math": None, "proofwriter": None, "qasc": "qasc",
+    "qed": "qed", "sensemaking": "sensemaking", "strategyqa": "strategyqa", "winowhy": None,
+}  # fmt: skip
+
+
+def extract_answer(text: str) -> str | None:
+    """The answer of a generated chain of thought, ignoring what follows a blank line (the model
+    going on with another question): " 3 + 4 = 7. The answer is 7\n\nQ2? The answer is 9" ->
+    "7"."""
+    return bbh.extract_answer(text.strip().split("\n\n")[0])
 
 
 def answer_of(target: str) -> str | None:
-    """The final answer inside a rendered target (" ... So the answer is 72." -> "72")."""
+    """The final answer inside a rendered target (" ... The answer is 72" -> "72")."""
     return extract_answer(target)
 
 
@@ -108,7 +102,7 @@ def load_rows(task: str, root: Path | None = None) -> dict[str, list[tuple[str, 
 def _load_rows(task: str, root: Path) -> dict[str, list[tuple[str, str, str]]]:
     if task not in DATASETS:
         raise common.SourceDataError(f"reasoning {task}: not one of the 14 CoT datasets")
-    stem = DATASETS[task][0]
+    stem = DATASETS[task]
     train = root / "flan" / "cot_data" / f"{stem}_train.tsv" if stem else None
     if train is None or not train.is_file():
         train = root / "reasoning" / f"{task}_train.tsv"
@@ -123,19 +117,29 @@ def _load_rows(task: str, root: Path) -> dict[str, list[tuple[str, str, str]]]:
     return out
 
 
-def render_prompt(task: str, question: str, demos: list[tuple[str, str, str]] = ()) -> str:
-    parts = [DATASETS[task][1]]
-    parts += [f"Q: {q}\nA: {COT_TRIGGER}{render_target(a, r)}" for q, a, r in demos]
-    parts.append(f"Q: {question}\nA: {COT_TRIGGER}")
-    return DEMO_SEPARATOR.join(parts)
+def _format() -> dict:
+    return catalog.prompt_formats()["reasoning"]
+
+
+def instruction(task: str) -> str:
+    f = _format()
+    return f["math_instruction"] if task in f["math_tasks"] else f["instruction"]
 
 
 def render_target(answer: str, rationale: str) -> str:
-    """ " <rationale> So the answer is <answer>." (with OPT's leading space)."""
-    rationale = rationale.strip()
-    if rationale and rationale[-1] not in ".!?":
-        rationale += "."
-    return f" {rationale} So the answer is {answer.strip()}.".replace("  ", " ")
+    """ " <rationale> The answer is <answer>" (Appendix C; with OPT's leading space)."""
+    text = _format()["target"].format(rationale=rationale.strip(), answer=answer.strip())
+    return " " + text.strip()
+
+
+def render_prompt(
+    task: str, question: str, delimiter: str, demos: Sequence[tuple[str, str, str]] = ()
+) -> str:
+    """Instruction, a new line, the demonstrations and the question (module docstring)."""
+
+    shown = [common.delimited(q.strip(), delimiter) + render_target(a, r) for q, a, r in demos]
+    shown.append(common.delimited(question.strip(), delimiter))
+    return instruction(task) + "\n" + _format()["demo_separator"].join(shown)
 
 
 def examples(
@@ -144,18 +148,22 @@ def examples(
     """Rendered examples of one split (loader protocol); demos come from the training rows."""
     source = load_rows(record.source_id)
     rows = common.split_rows(record, split, source)
-    pool = source.get("train") or source.get("test") or []
+    pool = common.split_rows(record, "train", source) if num_demos else []
     out = []
     for i, (question, answer, rationale) in enumerate(rows):
-        demos = []
-        if num_demos:
-            start = common.pick(seed, len(pool), "demos", record.task, i)
-            demos = [d for d in pool[start : start + num_demos + 1] if d[0] != question]
-            demos = demos[:num_demos]
+        others = [d for d in pool if d[0] != question]
+        demos = common.demonstrations(others, num_demos, seed, record.task, i)
+        delimiter = common.pick_delimiter(seed, record.task, str(i))
+        prompt = render_prompt(record.source_id, question, delimiter, demos)
         target = render_target(answer, rationale)
-        prompt = render_prompt(record.source_id, question, demos)
         out.append(common.Example(str(i), prompt, target, (target.strip(),), (), -1))
     return out
+
+
+def reachable_shots(record: catalog.TaskRecord, split: str, k: int) -> int:
+    """Demonstrations a k-shot prompt gets (loader protocol): the task's training rows."""
+    pool = common.split_rows(record, "train", load_rows(record.source_id))
+    return min(k, len(pool) - (split == "train"))
 
 
 def count_examples(record: catalog.TaskRecord, split: str) -> int:

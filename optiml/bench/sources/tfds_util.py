@@ -1,5 +1,5 @@
-"""TFDS-backed sources (FLAN, T5): read a dataset through `seqio.TfdsDataSource`, convert each
-example in Python, render it with one of the dataset's templates.
+"""TFDS-backed sources (FLAN, T5): read a dataset through `seqio.TfdsDataSource`, decoded to
+Python, for the loader to convert and render.
 
 TFDS finds prepared data in its data directory (`$TFDS_DATA_DIR`, default
 `~/tensorflow_datasets`); a dataset that is not prepared there is reported by name
@@ -9,7 +9,6 @@ TFDS finds prepared data in its data directory (`$TFDS_DATA_DIR`, default
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,27 +84,3 @@ def rows(what: str, tfds_name: str, split: str, cap: int = 0) -> list[dict]:
         return [decode(ex) for ex in tfds.as_numpy(ds)]
     except Exception as err:
         raise _fail(what, tfds_name, err) from None
-
-
-def render(
-    task: str,
-    example_id: str,
-    fields: dict,
-    templates: list[tuple[str, str]],
-    *,
-    seed: int,
-    rank: bool,
-) -> common.Example:
-    """One example with a template picked per example (seeded). `fields` holds the template's
-    `{names}`, `answer` and, for classification, `options` (rendered as FLAN's OPTIONS list)."""
-    options = [str(o) for o in fields.get("options") or []]
-    values = {**fields, "options_": "OPTIONS:\n" + "\n".join(f"- {o}" for o in options)}
-    prompt, target = templates[common.pick(seed, len(templates), "template", task, example_id)]
-    return common.make_example(
-        task, example_id, prompt.format(**values), target.format(**values), seed=seed,
-        options=options if rank else (),
-    )  # fmt: skip
-
-
-def function_source(task: str, examples_fn: Callable[[str], list[common.Example]]):
-    return common.function_source(task, examples_fn)
