@@ -78,11 +78,20 @@ def mesh_axis(value: Any) -> str | None:
 
 
 def mixture_name(value: Any) -> str | None:
-    """A registered mixture or task: optiml's own (TF-free) or any seqio one."""
-    from optiml.bench import mixing
+    """A registered mixture or task: optiml's own (TF-free) or any seqio one; an optiml training
+    mixture that stops on partial data (optiml.bench.partial_data) is refused with its message."""
+    from optiml.bench import mixing, partial_data
 
-    if isinstance(value, Reference) or value in mixing.MIXTURES:
+    if isinstance(value, Reference):
         return None  # a reference (e.g. `@registry.register_mixture()`) is checked when called
+    if value in mixing.MIXTURES:
+        try:
+            mixing.mixture_rates(value)
+        except partial_data.PartialDataError as e:
+            return str(e)
+        except (OSError, ValueError):  # no data here: the run reports it when it reads the data
+            pass
+        return None
     if not str(value).startswith("optiml_mix:"):
         import seqio
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from optiml.bench import catalog, mixing
+from optiml.bench import catalog, mixing, partial_data
 from optiml.tools import rates
 
 ALL = ("crossfit", "exmix", "flan", "niv2", "promptsource", "t5", "unifiedskg")
@@ -66,7 +66,7 @@ def test_unknown_mixture_is_named():
 @pytest.mark.data
 def test_rates_of_the_niv2_training_mixture_from_exact_counts(data_dir, monkeypatch):
     monkeypatch.setenv("OPTIML_DATA_DIR", str(data_dir))
-    r = mixing.mixture_rates("optiml_mix:niv2_train")
+    r = mixing.mixture_rates("optiml_mix:niv2_train.renormalise")
     assert sum(rate for _, rate in r.rates) == pytest.approx(1.0)
     assert len(r.rates) + len(r.missing) == len(mixing.level_tasks(mixing.MIXTURES[r.mixture]))
     assert all(r.reasons[m].endswith("is missing") for m in r.missing)
@@ -76,7 +76,9 @@ def test_rates_of_the_niv2_training_mixture_from_exact_counts(data_dir, monkeypa
     assert rate == pytest.approx(r.counts[name] / total)
 
     out = io.StringIO()
-    rates.report("optiml_mix:niv2_train", steps=1000, batch=8, examples_per_row=2, out=out)
+    rates.report(
+        "optiml_mix:niv2_train.renormalise", steps=1000, batch=8, examples_per_row=2, out=out
+    )
     text = out.getvalue()
     assert f"present tasks: {len(r.rates)}  absent: {len(r.missing)}" in text
     assert "examples drawn: 1000 steps x 8 rows x 2 examples/row = 16,000" in text
@@ -124,21 +126,81 @@ def test_recipes_and_mixtures_are_gin_configurable():
     assert {r.benchmark for r in mixing.level_tasks(spec)} == {"niv2"}
 
 
-def test_paper_heldout_lists_hold_only_evaluation_tasks_of_their_benchmark():
+def test_paper_task_lists_are_mixtures_of_evaluated_tasks():
     from optiml.bench import levels
 
     lv = levels.build_levels(levels.LevelConfig())
-    evaluation = {r.name for r in lv.evaluation()}
-    trained = {r.name for r in lv.train}
+    evaluated = {r.name for r in lv.evaluation()} | {r.name for r in lv.fully_supervised}
+    trained = {r.name for r in lv.train} - {r.name for r in lv.fully_supervised}
     lists = catalog.task_lists()
-    for name, benchmark in (("t0_heldout", "promptsource"), ("flan_heldout", "flan")):
-        listed = {task for bench, task in lists[name] if bench == benchmark}
-        assert len(listed) == len(lists[name]) == {"t0_heldout": 10, "flan_heldout": 14}[name]
+    for name, rows in lists.items():
         records = mixing.level_tasks(mixing.MIXTURES["optiml_mix:" + name])
-        assert records, name
-        assert {r.benchmark for r in records} == {benchmark}
-        assert {r.task for r in records} <= listed
-        assert {r.name for r in records} <= evaluation and not {r.name for r in records} & trained
-    # Table 11's NLI and coreference tasks come from fully held-out categories: all are in.
-    flan = {r.task for r in mixing.level_tasks(mixing.MIXTURES["optiml_mix:flan_heldout"])}
-    assert {"anli_r1", "cb", "rte", "snli", "wnli", "winogrande", "wsc", "bool_q"} <= flan
+        assert {(r.benchmark, r.task) for r in records} == set(rows), name  # all of them
+        assert {r.name for r in records} <= evaluated and not {r.name for r in records} & trained
+
+
+def _partial(policy: str, **benchmarks: list[int]):
+    """compute_rates + partial_data.apply on {benchmark: counts} with the OPT-IML recipe."""
+    counts = _counts(**benchmarks)
+    rates, _, _ = mixing.compute_rates(counts, mixing.opt_iml_recipe())
+    bench_of = {t: b for t, (b, _) in counts.items()}
+    declared = {b: 100 for b in benchmarks}
+    n = {t: c for t, (_, c) in counts.items()}
+    return partial_data.apply("optiml_mix:x", policy, rates, n, bench_of, declared), n, bench_of
+
+
+def test_partial_data_stops_with_one_line_naming_benchmark_tasks_epochs_and_bindings():
+    # two 32-example PromptSource tasks next to 1000 NIV2 tasks of 4096: PS's share 45/70 = 64.3%
+    # repeats them 0.643 x 6,990,506 / 64 = 70,217 times at the paper's scale
+    with pytest.raises(partial_data.PartialDataError) as err:
+        _partial("stop", niv2=[4096] * 1000, promptsource=[32, 32])
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("optiml_mix:x: partial data: promptsource has 2 of")
+    assert "its 100 tasks here and its 64.3% share repeats a task up to 70,217 epochs" in text
+    assert "limit 10" in text and "niv2" not in text.split("(limit")[0]
+    for policy in ("renormalise", "cap", "drop"):
+        assert "MIXTURE = 'optiml_mix:x.renormalise'" in text and f"'optiml_mix:x.{policy}'" in text
+    # full-scale data passes untouched
+    rates, _, _ = _partial("stop", niv2=[4096] * 1000, promptsource=[4096] * 300)
+    assert len(rates) == 1300
+
+
+def test_partial_data_policies():
+    rates, n, bench_of = _partial("renormalise", niv2=[4096] * 1000, promptsource=[32, 32])
+    assert partial_data.benchmark_epochs(rates, n, bench_of)["promptsource"] > 60_000
+    capped, n, bench_of = _partial("cap", niv2=[4096] * 1000, promptsource=[32, 32])
+    epochs = partial_data.benchmark_epochs(capped, n, bench_of)
+    assert epochs["promptsource"] == pytest.approx(10.0) and epochs["niv2"] < 10
+    assert sum(r for _, r in capped) == pytest.approx(1.0)
+    dropped, n, bench_of = _partial("drop", niv2=[4096] * 1000, promptsource=[32, 32])
+    assert {bench_of[t] for t, _ in dropped} == {"niv2"}
+    assert sum(r for _, r in dropped) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown partial-data policy 'nope'"):
+        _partial("nope", niv2=[1])
+
+
+def test_every_training_mixture_has_its_three_accepting_siblings():
+    training = [m for m, spec in mixing.MIXTURES.items() if spec.recipe is not None and
+                "." not in m]  # fmt: skip
+    assert {"optiml_mix:train", "optiml_mix:train_max", "optiml_mix:niv2_train"} <= set(training)
+    for m in training:
+        for policy in ("renormalise", "cap", "drop"):
+            sibling = mixing.MIXTURES[f"{m}.{policy}"]
+            assert sibling.partial_data == policy and sibling.level == mixing.MIXTURES[m].level
+
+
+@pytest.mark.data
+def test_the_local_data_stops_the_default_mixture(data_dir, monkeypatch, capsys):
+    """On ../shared/data PromptSource has one training task (FewGLUE ReCoRD, 32 examples) and NIV2
+    200 instances per task: the default training mixture stops; `.renormalise` keeps the
+    recipe's shares, `.cap` gives PromptSource no more than 10 epochs."""
+    monkeypatch.setenv("OPTIML_DATA_DIR", str(data_dir))
+    with pytest.raises(partial_data.PartialDataError, match="promptsource has 1 of its 207"):
+        mixing.mixture_rates("optiml_mix:train")
+    accepted = mixing.mixture_rates("optiml_mix:train.renormalise")
+    assert accepted.benchmark_rates["promptsource"] > 0.6
+    capped = mixing.mixture_rates("optiml_mix:train.cap")
+    assert capped.benchmark_rates["promptsource"] < 0.01
+    assert rates.main(["train"]) == 2  # the rates command: one line, exit 2
+    err = capsys.readouterr().err
+    assert err.startswith("rates: optiml_mix:train: partial data:") and err.count("\n") == 1

@@ -15,10 +15,10 @@ def test_absent_sources_are_named_and_never_take_the_mixture_down(data_dir, monk
 
     mixing.mixture_rates.cache_clear()
     mixing.count_examples.cache_clear()
-    r = mixing.mixture_rates("optiml_mix:train")
+    r = mixing.mixture_rates("optiml_mix:train.renormalise")  # the local data is partial
     rates = dict(r.rates)
     assert sum(rates.values()) == pytest.approx(1.0)
-    for present in ("optiml:promptsource:super_glue_wic", "optiml:reasoning:creak"):
+    for present in ("optiml:promptsource:super_glue_record", "optiml:reasoning:creak"):
         assert rates[present] > 0
     assert r.benchmark_rates["reasoning"] == pytest.approx(0.01)
     assert "dataset 'ag_news' is not available" in r.reasons["optiml:promptsource:ag_news"]

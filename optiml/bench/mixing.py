@@ -10,19 +10,23 @@ Rates (paper §4.2-4.6), for a training mixture with recipe `MixingConfig`:
 `cap_b` is `eps` (4096) unless `caps` overrides it per benchmark. Absent tasks (no file, malformed
 file, no loader yet) and absent benchmarks are listed and the shares renormalised over what is
 present -- logged, and returned by `mixture_rates`. Evaluation mixtures use uncapped counts.
+Partial data is loud (`partial_data`): a training mixture that would repeat a benchmark's tasks
+more than `max_epochs` (10) times at the paper's scale stops; `<mixture>.renormalise`,
+`<mixture>.cap` and `<mixture>.drop` accept it three ways.
 
-    >>> r = mixture_rates("optiml_mix:niv2_train")
+    >>> r = mixture_rates("optiml_mix:niv2_train.renormalise")  # the local data is partial
     >>> sum(rate for _, rate in r.rates), r.missing[:1]
     (1.0, ['optiml:niv2:task001_quoref_question_generation'])
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass, field
 
-from optiml.bench import catalog, levels, names, subsets
+from optiml.bench import catalog, levels, names, partial_data, subsets
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +44,12 @@ class MixingConfig:
     proportions: dict[str, float] = field(default_factory=lambda: dict(OPT_IML_PROPORTIONS))
     extra_shares: dict[str, float] = field(default_factory=lambda: {"reasoning": 0.01})
     caps: dict[str, int] = field(default_factory=dict)  # per-benchmark cap overriding eps
+    max_epochs: float = partial_data.MAX_EPOCHS  # at the paper's scale (partial_data.py)
 
     def __hash__(self) -> int:
         return hash(
             (self.eps, *sorted(self.proportions.items()), *sorted(self.extra_shares.items()),
-             *sorted(self.caps.items()))
+             *sorted(self.caps.items()), self.max_epochs)
         )  # fmt: skip
 
     def cap(self, benchmark: str) -> int:
@@ -91,6 +96,7 @@ class MixtureSpec:
     # level: ("dialogue",) for the BlenderBot 3 dialogues of §4.7, ("pretrain",) for the plain
     # text of §4.5 (their shares: `MixingConfig.extra_shares["dialogue" / "pretrain"]`).
     off_benchmarks: tuple[str, ...] = ()
+    partial_data: str = "stop"  # training mixtures: one of partial_data.POLICIES
 
     def __post_init__(self) -> None:  # gin passes lists: keep the spec hashable
         if not isinstance(self.off_benchmarks, tuple):
@@ -126,8 +132,8 @@ def level_tasks(spec: MixtureSpec) -> list[catalog.TaskRecord]:
     lv = levels.build_levels(spec.level_config)
     if spec.level == "niv2":
         records = list(catalog.tasks("niv2"))
-    elif spec.level == "evaluation":  # every evaluation task of the levels (Levels.evaluation)
-        records = list(lv.evaluation())
+    elif spec.level == "evaluation":  # every task the levels evaluate (supervised: held-out part)
+        records = list(lv.evaluation()) + list(lv.fully_supervised)
     else:
         records = list(getattr(lv, spec.level))
     if spec.level == "train":
@@ -174,10 +180,21 @@ def mixture_rates(mixture: str) -> MixtureRates:
             counts[rec.name] = n
     if not counts:
         raise ValueError(f"mixture {mixture}: no task is available locally ({len(reasons)} absent)")
-    bench_of = {r.name: r.benchmark for r in level_tasks(spec)}
+    records = level_tasks(spec)
+    bench_of = {r.name: r.benchmark for r in records}
     rates, benchmark_rates, missing_benchmarks = compute_rates(
         {name: (bench_of[name], n) for name, n in counts.items()}, spec.recipe
     )
+    if spec.recipe is not None:
+        declared: dict[str, int] = {}
+        for r in records:
+            declared[r.benchmark] = declared.get(r.benchmark, 0) + 1
+        rates = partial_data.apply(
+            mixture, spec.partial_data, rates, counts, bench_of, declared, spec.recipe.max_epochs
+        )
+        benchmark_rates = {}
+        for name, rate in rates:
+            benchmark_rates[bench_of[name]] = benchmark_rates.get(bench_of[name], 0.0) + rate
     result = MixtureRates(
         mixture=mixture,
         rates=rates,
@@ -268,15 +285,21 @@ DEFAULT_MIXTURES = {
     "mmlu": MixtureSpec("eval_only", "test", benchmarks=("mmlu",)),
     "bbh": MixtureSpec("eval_only", "test", benchmarks=("bbh",)),
 }
-# The paper's held-out task lists (tasks/task_lists.tsv: t0_heldout = Table 10, flan_heldout =
-# Table 11), restricted to the tasks the levels hold out (a listed task whose category is trained
-# on, e.g. PromptSource WiC or StoryCloze under the default LevelConfig, is left out rather than
-# evaluated after training on it).
+# The paper's task lists (tasks/task_lists.tsv: opt_suite = Table 9, t0_heldout = Table 10,
+# flan_heldout = Table 11, niv2_heldout = Table 12, unifiedskg_heldout = Table 13, table15 =
+# Table 15), each restricted to the tasks the levels evaluate (under another LevelConfig a listed
+# task may be trained on: it is then left out rather than evaluated after training on it).
 for _list, _rows in catalog.task_lists().items():
     DEFAULT_MIXTURES[_list] = MixtureSpec(
         "evaluation", "test", benchmarks=tuple(sorted({b for b, _ in _rows})),
         tasks=tuple(t for _, t in _rows),
     )  # fmt: skip
+for _mixture, _spec in list(DEFAULT_MIXTURES.items()):
+    if _spec.recipe is not None:  # training mixtures: the siblings that accept partial data
+        for _policy in partial_data.POLICIES[1:]:
+            DEFAULT_MIXTURES[f"{_mixture}.{_policy}"] = dataclasses.replace(
+                _spec, partial_data=_policy
+            )
 for _mixture, _spec in DEFAULT_MIXTURES.items():
     define_mixture(_mixture, _spec)
 

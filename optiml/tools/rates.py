@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from optiml.bench import mixing, names
+from optiml.bench import mixing, names, partial_data
 from optiml.tools import inspection
 from optiml.validation import number
 
@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     mixture = args.mixture if ":" in args.mixture else names.mixture_name(args.mixture)
     if mixture not in mixing.MIXTURES:
         parser.error(f"unknown mixture {mixture!r}; defined: {', '.join(sorted(mixing.MIXTURES))}")
-    report(mixture, args.steps, args.batch, args.examples_per_row, args.top)
+    try:
+        report(mixture, args.steps, args.batch, args.examples_per_row, args.top)
+    except partial_data.PartialDataError as err:  # one line: which benchmark, and the choices
+        print(f"rates: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
