@@ -201,6 +201,10 @@ def test_the_local_data_stops_the_default_mixture(data_dir, monkeypatch, capsys)
     assert accepted.benchmark_rates["promptsource"] > 0.6
     capped = mixing.mixture_rates("optiml_mix:train.cap")
     assert capped.benchmark_rates["promptsource"] < 0.01
+    from optiml import validation  # a gin run is refused before anything runs
+
+    assert validation.mixture_name("optiml_mix:train").startswith("optiml_mix:train: partial")
+    assert validation.mixture_name("optiml_mix:train.cap") is None
     assert rates.main(["train"]) == 2  # the rates command: one line, exit 2
     err = capsys.readouterr().err
     assert err.startswith("rates: optiml_mix:train: partial data:") and err.count("\n") == 1

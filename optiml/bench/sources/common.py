@@ -272,8 +272,14 @@ def keyword_loader(
             shown.append(ask(record, text, delimiter))
             out.append(
                 make_example(
-                    record.task, str(i), DEMO_SEPARATOR.join(shown), answer, seed=seed,
-                    references=refs, options=label_set, delimiter=False,
+                    record.task,
+                    str(i),
+                    DEMO_SEPARATOR.join(shown),
+                    answer,
+                    seed=seed,
+                    references=refs,
+                    options=label_set,
+                    delimiter=False,
                 )  # fmt: skip
             )
         return out
