@@ -160,6 +160,7 @@ def test_partial_data_stops_with_one_line_naming_benchmark_tasks_epochs_and_bind
     assert "limit 10" in text and "niv2" not in text.split("(limit")[0]
     for policy in ("renormalise", "cap", "drop"):
         assert "MIXTURE = 'optiml_mix:x.renormalise'" in text and f"'optiml_mix:x.{policy}'" in text
+    assert text.endswith("mixing.MixtureSpec.partial_data = 'renormalise', 'cap' or 'drop'")
     # full-scale data passes untouched
     rates, _, _ = _partial("stop", niv2=[4096] * 1000, promptsource=[4096] * 300)
     assert len(rates) == 1300

@@ -46,7 +46,7 @@ def test_prepares_a_real_mixture_once_and_the_stream_reads_it(
     tasks = ("task023_cosmosqa_question_generation", "task024_cosmosqa_answer_generation")
     spec = mixing.MixtureSpec(
         "train", "train", mixing.MixingConfig(proportions={"niv2": 1.0}, extra_shares={}),
-        benchmarks=("niv2",), tasks=tasks,
+        benchmarks=("niv2",), tasks=tasks, partial_data="renormalise",  # 2 tasks, on purpose
     )  # fmt: skip
     mixture = registry.register_mixture("quickstart_test", spec)
     request.addfinalizer(

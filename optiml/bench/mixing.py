@@ -171,8 +171,9 @@ def mixture_rates(mixture: str) -> MixtureRates:
     if mixture not in MIXTURES:
         raise KeyError(f"unknown optiml mixture {mixture!r}; defined: {sorted(MIXTURES)}")
     spec = MIXTURES[mixture]
+    records = level_tasks(spec)
     counts, reasons = {}, {}
-    for rec in level_tasks(spec):
+    for rec in records:
         n = count_examples(rec, spec.split)
         if isinstance(n, str) or n == 0:
             reasons[rec.name] = n if isinstance(n, str) else f"no {spec.split!r} examples"
@@ -180,7 +181,6 @@ def mixture_rates(mixture: str) -> MixtureRates:
             counts[rec.name] = n
     if not counts:
         raise ValueError(f"mixture {mixture}: no task is available locally ({len(reasons)} absent)")
-    records = level_tasks(spec)
     bench_of = {r.name: r.benchmark for r in records}
     rates, benchmark_rates, missing_benchmarks = compute_rates(
         {name: (bench_of[name], n) for name, n in counts.items()}, spec.recipe

@@ -14,7 +14,7 @@ holding PromptSource's 45% share (thousands of epochs).
 The epochs of a task are rate x PAPER_EXAMPLES / n; a benchmark's are its tasks' maximum. Every
 training mixture `optiml_mix:NAME` stops (`PartialDataError`, one line naming the benchmark, its
 present and declared task counts, its epochs and the choices) and has three siblings that accept
-partial data:
+partial data (a mixture defined in gin chooses with `mixing.MixtureSpec.partial_data`):
 
 - `NAME.renormalise`: keep the recipe's shares renormalised over what is present (and warn);
 - `NAME.cap`: lower each offending benchmark's share until it repeats at most `max_epochs`,
@@ -107,10 +107,11 @@ def message(
     )
     return (
         f"{mixture}: partial data: {what} (limit {max_epochs:g}, at the paper's scale of "
-        f"{PAPER_EXAMPLES / 1e6:.1f}M examples). Choose with the mixture name, e.g. the gin "
-        f"binding MIXTURE = '{mixture}.renormalise' (keep the shares over the present data), "
+        f"{PAPER_EXAMPLES / 1e6:.1f}M examples). Accept it with the gin binding "
+        f"MIXTURE = '{mixture}.renormalise' (keep the shares over the present data), "
         f"'{mixture}.cap' (cap each benchmark at {max_epochs:g} epochs, the rest to the others) "
-        f"or '{mixture}.drop' (leave such benchmarks out)"
+        f"or '{mixture}.drop' (leave such benchmarks out); a mixture defined in gin takes "
+        "mixing.MixtureSpec.partial_data = 'renormalise', 'cap' or 'drop'"
     )
 
 
