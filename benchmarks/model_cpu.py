@@ -39,6 +39,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from optiml.models import convert, decoding, opt  # noqa: E402
+from optiml.models.params import param_count  # noqa: E402
 
 
 def _timed(fn, steps: int) -> float:
@@ -74,7 +75,7 @@ def main() -> None:
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     params = jax.device_put(convert.hf_to_params(state.__getitem__, config))
     print(
-        f"config {args.config} ({opt.param_count(config) / 1e6:.1f}M params, "
+        f"config {args.config} ({param_count(config) / 1e6:.1f}M params, "
         f"{config.num_layers} layers), batch {args.batch}, CPU threads: torch "
         f"{torch.get_num_threads()}, jax devices {jax.device_count()}"
     )

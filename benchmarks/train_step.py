@@ -28,6 +28,7 @@ import numpy as np
 
 from optiml import flops, optimizer, partitioning, train_step
 from optiml.models import convert, opt
+from optiml.models.params import param_count
 from optiml.synthetic import SyntheticData
 
 SIZES = {"bench": dict(hidden_size=256, num_layers=4, num_heads=4, ffn_dim=1024)}
@@ -139,7 +140,7 @@ def main() -> None:
         peak, peak_note = measured_peak_flops(), "measured fp32 matmul peak"
     total_peak = peak * jax.local_device_count()
     print(
-        f"OPT {args.size}: {opt.param_count(config) / 1e6:.1f}M params, batch {args.batch} x "
+        f"OPT {args.size}: {param_count(config) / 1e6:.1f}M params, batch {args.batch} x "
         f"{args.length}, {args.dtype}, {per_token / 1e6:.1f} MFLOP/token; "
         f"{jax.local_device_count()} x {jax.devices()[0].device_kind}, "
         f"peak {total_peak / 1e9:.1f} GFLOP/s ({peak_note})"

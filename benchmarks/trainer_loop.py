@@ -25,6 +25,7 @@ from train_step import batches, time_optiml  # benchmarks/train_step.py
 
 from optiml import optimizer, partitioning, trainer
 from optiml.models import opt
+from optiml.models.params import param_count
 from optiml.synthetic import SyntheticData, SyntheticStream
 
 
@@ -75,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     config = opt.named_config("tiny", dtype="float32")
     devices = f"{jax.device_count()} {jax.default_backend()} device(s)"
-    print(f"tiny OPT ({opt.param_count(config):,} params), batch {args.batch} x {args.length}, "
+    print(f"tiny OPT ({param_count(config):,} params), batch {args.batch} x {args.length}, "
           f"{args.steps} steps, {devices}")  # fmt: skip
     rows = batches(config, args.batch, args.length, 8)
     runs: dict[str, list[float]] = {"bare step": [], "trainer": []}

@@ -15,6 +15,7 @@ import functools
 import jax
 
 from optiml.models import opt
+from optiml.models.params import param_count
 
 # Dense bf16 peak FLOP/s per device (vendor data sheets), matched against `device.device_kind`.
 PEAK_FLOPS = {
@@ -36,7 +37,7 @@ PEAK_FLOPS = {
 def matmul_params(config: opt.OPTConfig) -> int:
     """Parameters that take part in matrix multiplies (all but the position embeddings)."""
     positions = (config.max_positions + opt.POSITION_OFFSET) * config.hidden_size
-    return opt.param_count(config) - positions
+    return param_count(config) - positions
 
 
 def flops_per_token(config: opt.OPTConfig, length: int) -> float:

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import pytest
 from flax.core import meta
 
-from optiml.models import opt
 from optiml.models.opt import OPTConfig, OPTDecoder, named_config
+from optiml.models.params import param_count
 from optiml.tools import memory
 
 MESH_222 = {"data": 2, "fsdp": 2, "model": 2}
@@ -18,14 +18,14 @@ TINY = named_config("tiny")  # hidden 64, 2 layers, 4 heads (head_dim 16), ffn 2
 
 def test_opt_125m_has_the_published_parameter_count():
     # OPTForCausalLM("facebook/opt-125m") with its output layer tied to embed_tokens.
-    assert opt.param_count(named_config("125m")) == 125_239_296
+    assert param_count(named_config("125m")) == 125_239_296
 
 
 @pytest.mark.parametrize(
     "size, billions", [("1.3b", 1.3), ("2.7b", 2.7), ("6.7b", 6.7), ("30b", 30.0), ("175b", 175.0)]
 )
 def test_named_sizes_round_to_their_names(size, billions):
-    count = opt.param_count(named_config(size))
+    count = param_count(named_config(size))
     digits = 1 if billions < 100 else 0
     assert round(count / 1e9, digits) == billions
 
@@ -46,7 +46,7 @@ def test_param_count_matches_transformers_on_the_meta_device(config):
     pytest.importorskip("transformers")
     from opt_testing import hf_param_count
 
-    assert opt.param_count(config) == hf_param_count(config)
+    assert param_count(config) == hf_param_count(config)
 
 
 def _model_tensors(config: OPTConfig) -> dict[str, tuple[tuple[int, ...], tuple]]:

@@ -15,6 +15,7 @@ from flax import linen as nn
 from opt_testing import CONFIGS, hf_logits, hf_model, hf_param_count, params_of
 
 from optiml.models import opt
+from optiml.models.params import param_count
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -114,13 +115,13 @@ def test_bf16_compute_with_fp32_params_and_dropout():
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_param_count_matches_transformers_tiny(name):
     config = CONFIGS[name]
-    assert opt.param_count(config) == sum(p.numel() for p in hf_model(config).parameters())
+    assert param_count(config) == sum(p.numel() for p in hf_model(config).parameters())
 
 
 @pytest.mark.parametrize("size", [s for s in opt.SIZES if s != "tiny"])
 def test_param_count_matches_transformers_published_sizes(size):
     config = opt.named_config(size, scan_layers=True)  # scan: eval_shape traces one layer
-    assert opt.param_count(config) == hf_param_count(config)
+    assert param_count(config) == hf_param_count(config)
 
 
 def test_config_validation_names_the_field():

@@ -37,6 +37,7 @@ TF_FREE = [
     "optiml.evaluation.harness",
     "optiml.partitioning",
     "optiml.tools.memory",
+    "optiml.models.params",
 ]
 
 

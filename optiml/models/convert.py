@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from optiml.models import opt
+from optiml.models.params import param_list
 from optiml.models.tokenizer import OPTTokenizer
 
 CONFIG_FILE = "optiml_config.json"
@@ -67,11 +68,11 @@ def torch_shape(shape: tuple[int, ...], axes: tuple[str | None, ...], linear: bo
 
 
 def tensors(config: opt.OPTConfig) -> list[Tensor]:
-    """Every parameter of the model (`opt.param_list`) with its HF name and torch shape: the
+    """Every parameter of the model (`params.param_list`) with its HF name and torch shape: the
     global ones, then layer by layer; `layers_3/self_attn/q_proj/kernel` (or `layers/...` with
     `scan_layers`) <-> `model.decoder.layers.3.self_attn.q_proj.weight`."""
     out, per_layer = [], []
-    for p in opt.param_list(config.replace(scan_layers=True)):
+    for p in param_list(config.replace(scan_layers=True)):
         in_layer = p.path[0] == "layers"
         shape, axes = (p.shape[1:], p.axes[1:]) if in_layer else (p.shape, p.axes)
         linear = p.path[-1] == "kernel"

@@ -1,7 +1,7 @@
 """How much memory each device needs to fine-tune an OPT model on a (data, fsdp, model) mesh.
 
 Computed, not guessed: every parameter tensor of `optiml.models.opt.OPTDecoder` is read off the
-model (`opt.param_list`) with its shape and logical axes; `optiml.partitioning`'s rules (T5X's
+model (`params.param_list`) with its shape and logical axes; `optiml.partitioning`'s rules (T5X's
 standard rules, or the FSDP variant that also splits `embed` over `fsdp`) map the axes onto the
 mesh; each tensor's per-device share is its shape divided, dimension by dimension (rounded up), by
 the mesh axes it is split over. No devices or mesh objects are needed, so the numbers for a
@@ -54,7 +54,8 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from optiml.models.opt import SIZES, OPTConfig, named_config, param_count, param_list
+from optiml.models.opt import SIZES, OPTConfig, named_config
+from optiml.models.params import param_count, param_list
 from optiml.partitioning import MESH_AXES, RULES
 from optiml.validation import number
 
@@ -78,7 +79,7 @@ class Tensor:
 
 @functools.cache
 def param_tensors(config: OPTConfig) -> tuple[Tensor, ...]:
-    """The decoder's parameters as the model declares them (`opt.param_list` of its scanned
+    """The decoder's parameters as the model declares them (`params.param_list` of its scanned
     form): one layer's tensors named `layers/*/...` with count=num_layers. OPT-125m:
     embed_tokens [50272, 768] (vocab, embed), layers/*/fc1/kernel [768, 3072] (embed, mlp) x 12."""
     out = []
