@@ -3,24 +3,19 @@
     OPTIML_DATA_DIR=../shared/data .venv/bin/python benchmarks/data_pipeline.py \
         [--mixture=optiml_mix:niv2_all] [--cache_dir=/tmp/optiml_cache] [--fresh] [--num_shards=1]
 
-Measures, each phase in its own process so times and memory are its own (machine load printed
-first and last: the machine may be shared):
-1. paths: the same --compare_tasks tasks of the mixture prepared by the direct path (loader's
-   Python rendering + batched `tokenizers`) and by seqio's tf.data path: seconds per task and
-   examples/s of each, their ratio, and whether the two caches are byte-identical; one warm-up
-   task per path first (tokenizer load, TF tracing) on its own line;
+Measures, each phase in its own process (machine load printed first and last: it may be shared):
+1. paths: the same --compare_tasks tasks prepared by the direct path (the loader's Python
+   rendering + batched `tokenizers`) and by seqio's tf.data path: wall and CPU seconds per task,
+   examples/s, their ratios, byte-identical caches; one warm-up task per path on its own line;
 2. prepare: `python -m optiml.pipeline.prepare` over the whole mixture (direct path),
-   `--num_shards` processes in parallel, imports included (resumable: a second run only checks
-   the cache unless --fresh);
+   `--num_shards` processes, imports included (resumable: reruns only check unless --fresh);
 3. fast: `MixtureStream` from a cold process: seconds to the first packed [batch, 2048] batch
    (imports and rates included), steady examples/s, peak RSS, non-pad fraction, determinism for
-   a seed (a second stream reproduces the batches) and resume at step N from the small state
-   (a third stream, set_state, equals the first; no replay);
+   a seed and resume at step N from the small state (no replay);
 4. naive: `seqio.get_mixture_or_task(mixture).get_dataset(..., shuffle=True, num_epochs=None)`
-   over the same tasks, examples counted one by one (seqio's packing is left out: it only adds
-   work, so the speed-up printed is a lower bound), for --naive_seconds after its first example
-   (--naive_build_seconds for building it and its first example: if it never yields one, its rate
-   is bounded above by one example per budget).
+   over the same tasks, examples counted one by one (packing left out: the speed-up printed is a
+   lower bound), for --naive_seconds after its first example (--naive_build_seconds to build it;
+   if it never yields one, its rate is bounded above by one example per budget).
 Prints every figure and its target; exit status 1 if a target is missed.
 """
 
