@@ -5,7 +5,8 @@
 writes a folder laid out like the dataset's Hub repository -- a README.md whose YAML `configs`
 name the data files of every config and split, and the files themselves (parquet with the
 schema in its metadata, or JSON lines) -- which `datasets.load_dataset(folder, config,
-split=...)` reads exactly as it reads the Hub.
+split=...)` reads exactly as it reads the Hub; `write_export` writes the Hub's parquet export of
+a dataset (how datasets that only have a loading script are read).
 """
 
 from __future__ import annotations
@@ -151,3 +152,15 @@ def write_repo(
     card["configs"] = [*configs, {"config_name": config, "data_files": files}]
     readme.write_text(f"---\n{yaml.safe_dump(card, sort_keys=False)}---\n# {dataset}\n")
     return folder
+
+
+def write_export(root: Path, source_id: str, splits: dict[str, list[dict]]) -> Path:
+    """Add one config to `root/<dataset>` laid out as the Hub's parquet export
+    (`refs/convert/parquet`: `<config>/<split>/0000.parquet`, no README); return the folder."""
+    dataset, _, subset = source_id.partition("/")
+    for split, rows in splits.items():
+        folder = root / dataset / (subset or "default") / split
+        folder.mkdir(parents=True, exist_ok=True)
+        table = datasets.Dataset.from_list(rows, features=FEATURES[source_id])
+        table.to_parquet(folder / "0000.parquet")
+    return root / dataset

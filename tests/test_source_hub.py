@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datasets
 import pytest
-from hub_testing import FEATURES, write_repo
+from hub_testing import FEATURES, write_export, write_repo
 
 from optiml.bench import catalog, mixing
 from optiml.bench.sources import common, hub
@@ -143,6 +143,17 @@ def test_hub_repositories_load_through_load_dataset_split_by_split(hub_data, mon
         assert all(e.targets.startswith(" ") and e.options[e.label] == e.targets[1:]
                    for e in train)  # fmt: skip
     assert ps.examples(_record("ag_news"), "train")[1].targets == " Sports"
+
+
+def test_a_parquet_export_is_read_from_its_config_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    write_export(tmp_path / hub.MIRROR, "super_glue/boolq", BOOLQ)
+    write_export(tmp_path / hub.MIRROR, "ag_news", AG_NEWS)
+    boolq = hub.load_rows("super_glue/boolq", tmp_path)
+    assert boolq.get("validation") == BOOLQ["validation"] and boolq.get("test") == []
+    assert hub.load_rows("ag_news", tmp_path).get("train") == AG_NEWS["train"]
+    assert hub.load_rows("ag_news", tmp_path).get("validation") is None
 
 
 @pytest.mark.data

@@ -7,13 +7,17 @@ Where they come from, first match wins (source id `dataset[/subset]`, e.g. `supe
    AX-g's `pair_id` dropped) -- the rows `datasets` would give for the same examples;
 2. a local copy of the dataset's Hub repository, `$OPTIML_DATA_DIR/huggingface/<dataset>`
    (parquet/JSON files and the README's `configs`, e.g. from `hf download
-   --repo-type dataset <dataset> --local-dir $OPTIML_DATA_DIR/huggingface/<dataset>`);
+   --repo-type dataset <dataset> --local-dir $OPTIML_DATA_DIR/huggingface/<dataset>`), or of
+   the Hub's parquet export of it (`... --revision refs/convert/parquet`: `<subset>/<split>/
+   *.parquet`, no README) -- the way to datasets that only have a loading script, which
+   `datasets` >= 4 no longer runs;
 3. the Hugging Face Hub (or its local cache when `HF_DATASETS_OFFLINE=1`).
 
-2 and 3 are the same call, `datasets.load_dataset(<path>, <subset>, split=<split>)`, one split at a
-time and only when a split is first asked for. A dataset that cannot be had (offline and not
-cached, the Hub unreachable, an unknown name) raises `SourceDataError` with one line naming it
-and how to get it; mixtures leave that task out and build from the rest.
+2 and 3 are the same call, `datasets.load_dataset(<path>, <subset>, split=<split>)` (a parquet
+export: `data_dir=<subset>`), one split at a time and only when a split is first asked for. A
+dataset that cannot be had (offline and not cached, the Hub unreachable, an unknown name, a
+loading script) raises `SourceDataError` with one line naming it and how to get it; mixtures
+leave that task out and build from the rest.
 """
 
 from __future__ import annotations
@@ -162,12 +166,17 @@ def hub_unreachable() -> str | None:
 
 class HubSplits:
     """{HF split: labelled rows} of one dataset read through `datasets.load_dataset(path,
-    subset, split=...)`, each split on first use; `get` gives None for a split it lacks."""
+    subset, split=...)`, each split on first use; `get` gives None for a split it lacks.
+    `export=True`: `path` is a copy of the Hub's parquet export (`<subset or default>/<split>/
+    *.parquet`, no README), read as `load_dataset(path, data_dir=<subset or default>, split=...)`.
+    """
 
-    def __init__(self, source_id: str, path: str) -> None:
+    def __init__(self, source_id: str, path: str, export: bool = False) -> None:
         self.source_id, self.path = source_id, path
         self.dataset, _, subset = source_id.partition("/")
         self.subset = subset or None
+        # the subset: the config name (second argument), or the export's folder (data_dir)
+        self._where = ((), {"data_dir": subset or "default"}) if export else ((self.subset,), {})
         self._splits: dict[str, Rows | None] = {}
         self._names: list[str] | Exception | None = None
 
@@ -177,7 +186,8 @@ class HubSplits:
             f"PromptSource {self.source_id}: Hugging Face dataset {args} is not available: {why}. "
             f'Get it once online: `python -c "import datasets; datasets.load_dataset({args})"` '
             "(kept in the datasets cache, read offline with HF_DATASETS_OFFLINE=1), or copy its "
-            f"Hub repository to $OPTIML_DATA_DIR/{MIRROR}/{self.dataset} (tasks/README.md)"
+            f"Hub repository or parquet export to $OPTIML_DATA_DIR/{MIRROR}/{self.dataset} "
+            "(tasks/README.md)"
         )
 
     def _call(self, fn: Callable, *args, **kwargs):
@@ -186,7 +196,8 @@ class HubSplits:
         if not Path(self.path).is_dir() and (why := hub_unreachable()):
             raise self._fail(why)
         try:
-            return fn(self.path, self.subset, *args, **kwargs)
+            config_args, config_kwargs = self._where
+            return fn(self.path, *config_args, *args, **config_kwargs, **kwargs)
         except Exception as err:  # offline and not cached, unknown name or subset, bad files...
             if datasets.config.HF_HUB_OFFLINE and isinstance(err, ConnectionError):
                 cache = datasets.config.HF_DATASETS_CACHE
@@ -233,4 +244,6 @@ def _load_rows(source_id: str, root: Path) -> dict[str, Rows] | HubSplits:
         return local
     dataset = source_id.partition("/")[0]
     mirror = root / MIRROR / dataset
-    return HubSplits(source_id, str(mirror) if mirror.is_dir() else dataset)
+    if not mirror.is_dir():
+        return HubSplits(source_id, dataset)
+    return HubSplits(source_id, str(mirror), export=not (mirror / "README.md").is_file())
