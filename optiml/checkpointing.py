@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +30,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from optiml import errors
 from optiml.models import convert, opt
 from optiml.train_step import TrainState
+
+log = logging.getLogger(__name__)
 
 
 def state_items(state: TrainState) -> dict[str, Any]:
@@ -36,20 +42,48 @@ def state_items(state: TrainState) -> dict[str, Any]:
     return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
 
 
+class CheckpointError(errors.RunStopped):
+    """A checkpoint could not be saved or no intact one could be restored; one line says which
+    step, which folder and why. Training stops; every checkpoint saved before stays on disk."""
+
+
 class Checkpointer:
-    """Saves at multiples of `save_every` (plus forced saves), keeps the newest `keep`."""
+    """Saves at multiples of `save_every` (plus forced saves), keeps the newest `keep`.
+
+    Faults: unfinished `*.orbax-checkpoint-tmp*` folders of an earlier run are removed when it
+    opens; a save first checks that the folder has room for the state (else CheckpointError, before
+    writing); an asynchronous save that fails raises CheckpointError at the next `check()` (the
+    trainer calls it after every step), with Orbax's own error lines folded into that one line; a
+    restore that fails falls back to the newest intact checkpoint and sets the damaged newer ones
+    aside as `<step>.damaged` (one log line each)."""
 
     def __init__(
         self, directory: str | Path, *, save_every: int, keep: int = 3, async_save: bool = True
     ) -> None:
         self.directory = Path(directory).absolute()
         self.save_every = save_every
+        self._saving: int | None = None  # the step of the save that may still be in flight
+        self._failed = False  # a lost save was reported: the run is stopping
+        self._orbax_errors = _OrbaxErrors()  # held from here to close()
+        self._remove_unfinished_saves()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep,
-            enable_async_checkpointing=async_save,
-            create=True,
+            max_to_keep=keep, enable_async_checkpointing=async_save, create=True
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def _remove_unfinished_saves(self) -> None:
+        """Delete the `<step>.orbax-checkpoint-tmp*` folders that a run stopped mid-save left
+        (they only take space: Orbax never reads them), one log line; the primary host deletes."""
+        leftovers = sorted(self.directory.glob("*.orbax-checkpoint-tmp*"))
+        if leftovers and jax.process_index() == 0:
+            for path in leftovers:
+                shutil.rmtree(path, ignore_errors=True)
+            log.warning(
+                "checkpoints: removed %d unfinished save(s) of an earlier run in %s: %s",
+                len(leftovers), self.directory, ", ".join(p.name for p in leftovers),
+            )  # fmt: skip
+        if leftovers and jax.process_count() > 1:
+            multihost_utils.sync_global_devices("optiml unfinished checkpoints removed")
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step (a save cut short by a crash does not count)."""
@@ -62,14 +96,66 @@ class Checkpointer:
         self, step: int, state: TrainState, data_state: dict | None, force: bool = False
     ) -> bool:
         """Starts saving `state` and every host's `data_state` at `step` if the save period says
-        so (or `force`); returns whether a save started. Collective: call it on every host."""
+        so (or `force`); returns whether a save started. Collective: call it on every host.
+        Raises CheckpointError if the previous save failed or the folder lacks room for this one."""
         if not (force or step % self.save_every == 0):
             return False
+        self.wait()  # Orbax waits for the previous save anyway; its outcome and its bytes count
+        self._check_space(step, state)
         data = {"process_count": jax.process_count(), "states": _allgather_json(data_state)}
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state_items(state)), data=ocp.args.JsonSave(data)
         )
-        return self.manager.save(step, args=args, force=True)  # the period is decided above
+        self._saving = step
+        try:
+            started = self.manager.save(step, args=args, force=True)  # period decided above
+        except Exception as e:
+            raise self._lost(step, e) from None
+        self.check()
+        return started
+
+    def check(self) -> None:
+        """Raises CheckpointError if an asynchronous save has failed (cheap: call every step)."""
+        try:
+            self.manager.check_for_errors()
+        except Exception as e:
+            raise self._lost(self._saving, e) from None
+        if self._orbax_errors.first:
+            raise self._lost(self._saving, None)
+
+    def _check_space(self, step: int, state: TrainState) -> None:
+        """Refuse a save that cannot fit: the larger of the state's bytes (global arrays) and the
+        newest checkpoint's bytes on disk, plus 10% and 1 MiB (Orbax's metadata), against the
+        free bytes of the folder's file system (local folders only)."""
+        if not self.directory.is_dir():
+            return
+        nbytes = sum(x.nbytes for x in jax.tree.leaves(state_items(state)) if hasattr(x, "nbytes"))
+        newest = self.latest_step()
+        if newest is not None:
+            files = (self.directory / str(newest)).rglob("*")
+            nbytes = max(nbytes, sum(f.stat().st_size for f in files if f.is_file()))
+        needed = int(nbytes * 1.1) + (1 << 20)
+        free = shutil.disk_usage(self.directory).free
+        if free < needed:
+            raise self._stop(
+                f"checkpoint {step} not saved: {self.directory} has {free:,} bytes free, the save "
+                f"needs about {needed:,}"
+            )
+
+    def _lost(self, step: int | None, error: BaseException | None) -> CheckpointError:
+        reason = _first_line(error) if error is not None else self._orbax_errors.first
+        self._orbax_errors.first = ""
+        try:
+            self.manager.reload()  # forget the failed step; the earlier ones are untouched
+        except Exception:  # noqa: S110 - the error returned below is what matters
+            pass
+        return self._stop(f"checkpoint {step} could not be saved in {self.directory}: {reason}")
+
+    def _stop(self, message: str) -> CheckpointError:
+        self._saving, self._failed = None, True
+        steps = self.all_steps()
+        kept = f"checkpoints kept: {', '.join(map(str, steps))}" if steps else "no checkpoint yet"
+        return CheckpointError(f"{message}; training stopped ({kept})")
 
     def restore(
         self, abstract_state: TrainState, step: int | None = None
@@ -77,24 +163,130 @@ class Checkpointer:
         """(state laid out like `abstract_state`'s shardings, this host's data state or None).
 
         `abstract_state`: a TrainState whose array leaves are ShapeDtypeStructs with shardings
-        (`Partitioner.abstract_init`); it may be for a different mesh than the one saved from."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+        (`Partitioner.abstract_init`); it may be for a different mesh than the one saved from.
+        Without `step`: the newest checkpoint that reads back; newer ones that do not are set
+        aside as `<step>.damaged` once an older one has restored (if none restores, nothing is
+        moved and CheckpointError names the newest step and its error)."""
+        steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
+        if not steps:
             raise FileNotFoundError(f"no checkpoint to restore in {self.directory}")
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(state_items(abstract_state)), data=ocp.args.JsonRestore()
         )
-        restored = self.manager.restore(step, args=args)
-        state = abstract_state.replace(**restored["state"])
-        return state, _this_host(restored["data"], self.directory / str(step))
+        damaged: list[tuple[int, str]] = []
+        for candidate in steps:
+            try:
+                restored = self.manager.restore(candidate, args=args)
+            except Exception as e:
+                damaged.append((candidate, _first_line(e)))
+                continue
+            finally:
+                self._orbax_errors.first = ""
+            self._set_aside(damaged, candidate)
+            state = abstract_state.replace(**restored["state"])
+            return state, _this_host(restored["data"], self.directory / str(candidate))
+        newest, reason = damaged[0]
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} reads back ({len(damaged)} tried); "
+            f"the newest, step {newest}: {reason}"
+        )
+
+    def _set_aside(self, damaged: list[tuple[int, str]], restored: int) -> None:
+        """Rename damaged step folders to `<step>.damaged[-n]` (Orbax no longer lists them, and the
+        run can save those steps again), one log line each; the primary host renames."""
+        if not damaged:
+            return
+        if jax.process_index() == 0:
+            for step, reason in damaged:
+                target, n = self.directory / f"{step}.damaged", 1
+                while target.exists():
+                    target, n = self.directory / f"{step}.damaged-{n}", n + 1
+                (self.directory / str(step)).rename(target)
+                log.warning(
+                    "checkpoints: step %d does not read back (%s); set aside as %s, resuming "
+                    "from step %d", step, reason, target, restored,
+                )  # fmt: skip
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("optiml checkpoints set aside")
+        self.manager.reload()
 
     def wait(self) -> None:
-        """Blocks until asynchronous saves have reached the disk."""
-        self.manager.wait_until_finished()
+        """Blocks until asynchronous saves have reached the disk; CheckpointError if one failed."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise self._lost(self._saving, e) from None
+        self.check()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for a pending save (CheckpointError if it failed, unless a failure was already
+        reported: then the run is stopping and the same failure is not raised twice)."""
+        try:
+            self.wait()
+        except CheckpointError:
+            if not self._failed:
+                raise
+        finally:
+            try:
+                self.manager.close()
+            except Exception:
+                if not self._failed:
+                    raise
+            if not self._failed:  # after a failure Orbax's threads may still log their part of it
+                self._orbax_errors.close()
+
+
+class _OrbaxErrors(logging.Filter):
+    """Orbax's own error output, held back while a Checkpointer is open so that a fault is one
+    line: its ERROR log records (tracebacks from its save threads, hundreds of lines for one
+    failed write) are dropped, the first line of the first kept in `first` for the
+    CheckpointError that reports it (so none goes unreported); and TensorStore's "Event loop is
+    closed" noise after a failed read is not printed (`_quiet_closed_event_loops`). Orbax logs
+    through absl's `absl` logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = ""
+        self.logger = logging.getLogger("absl")
+        self.logger.addFilter(self)
+        _quiet_closed_event_loops()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or "orbax" not in record.pathname:
+            return True
+        if not self.first:
+            self.first = _first_line(record.exc_info[1] if record.exc_info else record.getMessage())
+        return False
+
+    def close(self) -> None:
+        self.logger.removeFilter(self)
+
+
+def _quiet_closed_event_loops() -> None:
+    """After a failed read TensorStore's pending callbacks reach an event loop that Orbax has
+    closed and raise "Event loop is closed" into `sys.unraisablehook` (~60 tracebacks, possibly
+    after the restore returned): those, and only those, are not printed. Installed once."""
+    previous = sys.unraisablehook
+    if getattr(previous, "optiml_quiet", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.optiml_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+def _first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The first line of an error, without TensorStore's JSON specs, at most `limit` characters."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    line = _TENSORSTORE_SPEC.sub("", lines[0]) if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+_TENSORSTORE_SPEC = re.compile(r"\s*\[tensorstore_spec(\[\d+\])?='.*?'\]")
 
 
 def _allgather_json(value: Any) -> list[Any]:

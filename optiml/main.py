@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from optiml import validation
+from optiml import errors, validation
 from optiml.tf_devices import hide_gpus_from_tensorflow, quiet_tensorflow
 
 USAGE = (
@@ -263,6 +263,9 @@ def console_main() -> None:
     except ConfigError as e:
         print(f"optiml: {e}", file=sys.stderr)
         sys.exit(2)
+    except errors.RunStopped as e:  # a fault the run detected: a lost save, a damaged cache...
+        print(f"optiml: {_first_line(e)}", file=sys.stderr)  # (gin appends a line of its own)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
     writer.close()
 
 `<run_dir>/metrics.jsonl` gets one `{"step": 10, "loss": 10.7, "learning_rate": 1e-05}` per
-`write_scalars` (a resumed run appends); with `tensorboard`, clu's `SummaryWriter` also writes
+`write_scalars` (a run resumed at step S first drops the rows after S, which it writes again, so
+the file keeps one record per step; then it appends); with `tensorboard`, clu's `SummaryWriter` also writes
 TensorBoard event files, asynchronously. Processes other than 0 get a writer that writes nothing.
 Importing this module imports clu, hence TensorFlow (CPU only: `hide_gpus_from_tensorflow`).
 """
@@ -13,6 +14,7 @@ Importing this module imports clu, hence TensorFlow (CPU only: `hide_gpus_from_t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,14 @@ hide_gpus_from_tensorflow()  # clu imported TensorFlow: keep it off the accelera
 
 class JsonlWriter(interface.MetricWriter):
     """clu's writer interface over a JSON-lines file: scalars, texts and hparams as one JSON
-    object per call; images, videos, audio, histograms and tensor summaries are not written."""
+    object per call; images, videos, audio, histograms and tensor summaries are not written.
+    `resumed_at`: the step a resumed run starts from; rows after it (and a line torn by a kill)
+    are dropped first."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, resumed_at: int | None = None) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if resumed_at is not None:
+            _drop_rows_after(Path(path), resumed_at)
         self._file = Path(path).open("a")
 
     def _line(self, data: Mapping[str, Any]) -> None:
@@ -69,11 +75,33 @@ class JsonlWriter(interface.MetricWriter):
         self._file.close()
 
 
-def create_writer(run_dir: str | Path, tensorboard: bool) -> interface.MetricWriter:
-    """Process 0: `metrics.jsonl` in `run_dir` (+ TensorBoard events); other processes: none."""
+def _drop_rows_after(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+
+    def step_of(line: str) -> int | None:
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    keep = [line for line in lines if (s := step_of(line)) is not None and s <= step]
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+
+
+def create_writer(
+    run_dir: str | Path, tensorboard: bool, resumed_at: int | None = None
+) -> interface.MetricWriter:
+    """Process 0: `metrics.jsonl` in `run_dir` (+ TensorBoard events); other processes: none.
+    `resumed_at`: see JsonlWriter."""
     if jax.process_index() != 0:
         return metric_writers.MultiWriter([])
-    writers: list[interface.MetricWriter] = [JsonlWriter(Path(run_dir) / "metrics.jsonl")]
+    path = Path(run_dir) / "metrics.jsonl"
+    writers: list[interface.MetricWriter] = [JsonlWriter(path, resumed_at)]
     if tensorboard:
         writers.append(metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(run_dir))))
     return metric_writers.MultiWriter(writers)

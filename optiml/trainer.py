@@ -26,7 +26,13 @@ Outputs in `run_dir`: `optiml_config.json` (the model's OPTConfig, so that the r
 `optiml.lm.load` and `convert optiml-to-hf` read), `checkpoints/`, TensorBoard event files (loss,
 cross_entropy, accuracy, grad_norm, learning_rate, tokens_per_second, mfu, eval/...) and the same
 scalars as JSON lines in `metrics.jsonl` (one `{"step": 10, "loss": ...}` per write; a resumed
-run appends), both through clu's metric writers (`optiml.metric_writers`).
+run first drops the rows written after its checkpoint: one record per step), both through clu's
+metric writers (`optiml.metric_writers`).
+
+Faults stop the run with one line (`optiml.errors.RunStopped`, printed by `optiml.main`): a NaN
+loss, a checkpoint save that fails or does not fit on disk (checked after every step; earlier
+checkpoints stay). A damaged newest checkpoint is set aside and the run resumes from the newest
+intact one (see `optiml.checkpointing.Checkpointer`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from tqdm import tqdm
 
 from optiml import (
     checkpointing,
+    errors,
     flops,
     metric_writers,
     partitioning,
@@ -65,7 +72,7 @@ class BatchStream(Protocol):
 DataFactory = Callable[..., BatchStream]  # (batch_size=, process_index=, process_count=)
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(errors.RunStopped, FloatingPointError):
     """The loss or gradient norm became NaN/inf; nothing from that step was saved."""
 
 
@@ -155,7 +162,7 @@ def train(
             normalization=loss_normalization, z_loss=z_loss,
         )  # fmt: skip
 
-    writer = metric_writers.create_writer(run_path, tensorboard=tensorboard)
+    writer = metric_writers.create_writer(run_path, tensorboard=tensorboard, resumed_at=start)
     peak = peak_flops_per_device or flops.peak_flops_per_device()
     length = None
     unread: list[dict[str, jax.Array]] = []  # metrics of the steps since the last read, on device
@@ -176,6 +183,7 @@ def train(
             if step + 1 < steps:
                 batch = _next(stream, step + 1)  # host work overlaps the device step
             unread.append(step_metrics)  # not read: the device runs ahead of Python
+            checkpointer.check()  # a failed asynchronous save stops the run here
             progress.update(1)
 
             done = step + 1

@@ -5,7 +5,10 @@ Also a subprocess worker for the multi-process and SIGKILL tests:
 runs `optiml.trainer.train` on the tiny model in a fresh process with `devices` fake CPU devices;
 optional keys: "distributed" (coordinator_address, num_processes, process_id), "mesh",
 "kill_at" / "term_at" / "raise_at" (SIGKILL itself, SIGTERM itself then "delay" seconds per
-later batch, or raise, when asked for batch number N), "checkpoint_every".
+later batch, or raise, when asked for batch number N), "checkpoint_every", "full_disk_at" (from
+batch N on, once the folder "after" exists, no file may grow beyond "limit" bytes: writes fail
+with EFBIG, as on a full disk). A run stopped on a fault it detected (optiml.errors.RunStopped)
+prints "optiml: " and its one-line message on stderr and exits 1, as `optiml.main` does.
 """
 
 from __future__ import annotations
@@ -109,19 +112,23 @@ class _InterruptAt:
     before each later batch, steps as long as on a TPU so that hosts can agree where to stop) or
     "raise" (a RuntimeError, like a crash in the input pipeline)."""
 
-    def __init__(self, factory, at: int, how: str, delay: float = 0.0) -> None:
+    def __init__(self, factory, at: int, how: str, delay: float = 0.0, **full_disk) -> None:
         self.factory, self.at, self.how, self.delay = factory, at, how, delay
+        self.full_disk = full_disk  # how == "full_disk": limit (bytes), after (a folder)
 
     def __call__(self, **kwargs):
         import time
 
         stream = self.factory(**kwargs)
-        at, how, delay = self.at, self.how, self.delay
+        at, how, delay, full_disk = self.at, self.how, self.delay, self.full_disk
 
         class Stream:
             def __next__(self):
                 if stream.index == at and how == "raise":
                     raise RuntimeError(f"interrupted by the test at batch {at}")
+                if stream.index == at and how == "full_disk":
+                    _limit_file_size(**full_disk)
+                    return next(stream)
                 if stream.index == at:
                     os.kill(os.getpid(), signal.SIGKILL if how == "kill" else signal.SIGTERM)
                 elif stream.index > at:
@@ -135,6 +142,19 @@ class _InterruptAt:
                 stream.set_state(state)
 
         return Stream()
+
+
+def _limit_file_size(limit: int, after: str) -> None:
+    """Once the folder `after` exists (an earlier checkpoint, finished), no file may grow beyond
+    `limit` bytes (RLIMIT_FSIZE; SIGXFSZ ignored, so writes fail with EFBIG)."""
+    import resource
+    import time
+
+    deadline = time.monotonic() + 120
+    while not os.path.isdir(after) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def _free_port() -> int:
@@ -187,21 +207,28 @@ def launch(
 def worker(args: dict) -> None:
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args['devices']}"
     os.environ["JAX_PLATFORMS"] = "cpu"
-    from optiml import partitioning
+    from optiml import errors, partitioning
 
     data = synthetic()
     for how in ("kill", "term", "raise"):
         if args.get(f"{how}_at") is not None:
             data = _InterruptAt(data, args[f"{how}_at"], how, args.get("delay", 0.0))
+    if args.get("full_disk_at") is not None:
+        full_disk = dict(limit=args["limit"], after=args["after"])
+        data = _InterruptAt(data, args["full_disk_at"], "full_disk", **full_disk)
     distributed = args.get("distributed")
-    train_tiny(
-        args["run_dir"],
-        train_data=data,
-        steps=args["steps"],
-        mesh=partitioning.MeshConfig(**args.get("mesh", {})),
-        distributed=partitioning.DistributedConfig(**distributed) if distributed else None,
-        checkpoint_every=args.get("checkpoint_every", 1000),
-    )
+    try:
+        train_tiny(
+            args["run_dir"],
+            train_data=data,
+            steps=args["steps"],
+            mesh=partitioning.MeshConfig(**args.get("mesh", {})),
+            distributed=partitioning.DistributedConfig(**distributed) if distributed else None,
+            checkpoint_every=args.get("checkpoint_every", 1000),
+        )
+    except errors.RunStopped as e:
+        print(f"optiml: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
