@@ -242,24 +242,39 @@ class _OrbaxErrors(logging.Filter):
     failed write) are dropped, the first line of the first kept in `first` for the
     CheckpointError that reports it (so none goes unreported); and TensorStore's "Event loop is
     closed" noise after a failed read is not printed (`_quiet_closed_event_loops`). Orbax logs
-    through absl's `absl` logger."""
+    through absl's `absl` logger; asyncio logs the failures of Orbax's tasks no one awaited."""
+
+    LOGGERS = ("absl", "asyncio")  # asyncio: "Task exception was never retrieved" of its tasks
 
     def __init__(self) -> None:
         super().__init__()
         self.first = ""
-        self.logger = logging.getLogger("absl")
-        self.logger.addFilter(self)
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
         _quiet_closed_event_loops()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR or "orbax" not in record.pathname:
+        if record.levelno < logging.ERROR or not _from_orbax(record):
             return True
         if not self.first:
             self.first = _first_line(record.exc_info[1] if record.exc_info else record.getMessage())
         return False
 
     def close(self) -> None:
-        self.logger.removeFilter(self)
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
+def _from_orbax(record: logging.LogRecord) -> bool:
+    """Whether a log record comes from Orbax's code or carries an exception raised in it."""
+    if "orbax" in record.pathname:
+        return True
+    trace = record.exc_info[2] if record.exc_info else None
+    while trace is not None:
+        if "orbax" in trace.tb_frame.f_code.co_filename:
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def _quiet_closed_event_loops() -> None:

@@ -257,7 +257,7 @@ def console_main() -> None:
     argv = sys.argv[1:]
     if argv and argv[0] in TOOLS:
         result = importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
-        sys.exit(result if isinstance(result, int) else 0)
+        sys.exit(result if isinstance(result, int) else getattr(result, "exit_code", 0))
     try:
         main(argv)
     except ConfigError as e:

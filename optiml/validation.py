@@ -132,11 +132,14 @@ RULES: dict[str, dict[str, Rule]] = {
         "batch_size": POSITIVE,
         "length": POSITIVE,
         "pool_size": POSITIVE,
+        "on_damaged": one_of("optiml.pipeline.stream", "ON_DAMAGED"),
+        "max_missing_share": between(0, 1),
     },
     "optiml.pipeline.stream.MixtureStream": {
         "batch_size": POSITIVE,
         "length": POSITIVE,
         "pool_size": POSITIVE,
+        "on_damaged": one_of("optiml.pipeline.stream", "ON_DAMAGED"),
     },
     "optiml.optimizer.OptimizerConfig": {
         "learning_rate": at_least(0),
@@ -151,6 +154,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "data": mesh_axis,
         "fsdp": mesh_axis,
         "model": mesh_axis,
+        "dcn_data": mesh_axis,
+        "dcn_fsdp": mesh_axis,
+        "dcn_model": mesh_axis,
         "rules": one_of("optiml.partitioning", "RULES"),
     },
     "optiml.partitioning.DistributedConfig": {"num_processes": POSITIVE, "process_id": at_least(0)},
@@ -364,7 +370,7 @@ class GinConfig:
 
 def check_gin_config(devices: int | None = None) -> None:
     """Check every binding of the parsed gin config, then the cross-setting rules; raises
-    SettingError with one line. `devices`: the device count (None: join the job and ask JAX)."""
+    SettingError with one line. `devices`: a device count (None: join the job and ask JAX)."""
     config = GinConfig()
     for (scope, selector), params in config.bindings.items():
         fn = config.function(selector)
@@ -375,7 +381,7 @@ def check_gin_config(devices: int | None = None) -> None:
                 raise Setting(config.where(scope, selector, param), value, macro).error(problem)
         if dataclasses.is_dataclass(fn):
             _construct(fn, config.settings(selector, scope))
-    count = functools.cache(lambda: devices if devices is not None else _device_count(config))
+    count = functools.cache(lambda: devices if devices is not None else _devices(config))
     if ("", "optiml.trainer.train") in config.bindings:
         _check_training(config, count)
     for scope, selector in config.bindings:
@@ -397,7 +403,7 @@ def _construct(cls: type, settings: dict[str, Setting]) -> None:
         raise SettingError(f"{where}: {message.removeprefix(cls.__name__ + ': ')}") from None
 
 
-def _check_training(config: GinConfig, devices: Callable[[], int]) -> None:
+def _check_training(config: GinConfig, devices: Callable[[], int | list]) -> None:
     train = config.settings("optiml.trainer.train")
     steps, batch, micro = train["steps"], train["batch_size"], train["num_microbatches"]
     warmup = config.referenced(train.get("optimizer"), OPTIMIZER)["warmup_steps"]
@@ -414,20 +420,25 @@ OPTIMIZER = "optiml.optimizer.OptimizerConfig"
 MESH = "optiml.partitioning.MeshConfig"
 
 
-def _mesh_shape(mesh: dict[str, Setting], devices: int) -> tuple[int, int, int]:
-    """(data, fsdp, model) of a MeshConfig's settings on `devices`; the error names a bound axis."""
+def _mesh_shape(mesh: dict[str, Setting], devices: int | list) -> tuple[int, int, int]:
+    """(data, fsdp, model) of a MeshConfig's settings on `devices` (a count: one slice; or JAX's
+    devices, grouped into slices as the partitioner does); the error names a bound axis size."""
     from optiml import partitioning
 
-    axes = [mesh[a] for a in partitioning.MESH_AXES]
+    config = partitioning.MeshConfig(**{name: s.value for name, s in mesh.items()})
     try:
-        return partitioning.mesh_shape(partitioning.MeshConfig(*[a.value for a in axes]), devices)
+        if isinstance(devices, int):
+            return partitioning.mesh_shape(config, devices)
+        num_slices = len(partitioning.slices(devices, config))
+        return partitioning.mesh_shape(config, len(devices), num_slices)
     except ValueError as e:
+        axes = [mesh[prefix + a] for prefix in ("", "dcn_") for a in partitioning.MESH_AXES]
         culprit = next((a for a in axes if not a.default), axes[0])
         raise culprit.error(f"{e}") from None
 
 
-def _device_count(config: GinConfig) -> int:
-    """JAX's device count, after joining the multi-process job that the training run configures
+def _devices(config: GinConfig) -> list:
+    """JAX's devices, after joining the multi-process job that the training run configures
     (jax.distributed must be initialised before JAX first touches a device)."""
     import jax
 
@@ -441,4 +452,4 @@ def _device_count(config: GinConfig) -> int:
             partitioning.initialize_distributed(distributed)
         else:
             partitioning.initialize_distributed(None)
-    return jax.device_count()
+    return jax.devices()

@@ -11,7 +11,7 @@ import seqio
 import tensorflow as tf
 
 from optiml.pipeline import cache, prepare
-from optiml.pipeline.stream import MixtureStream, from_mixture
+from optiml.pipeline.stream import MixtureShrunk, MixtureStream, from_mixture
 
 VOCAB = seqio.ByteVocabulary()
 FEATURES = {
@@ -95,8 +95,23 @@ def test_a_broken_task_is_reported_by_name_and_the_rest_prepared(tmp_path: Path)
     stream = MixtureStream(tmp_path, [(n, 1.0) for n in names], batch_size=2, length=64)
     assert stream.missing == ["prep_test_broken", "prep_test_not_registered"]
     assert next(stream)["decoder_input_tokens"].shape == (2, 64)
-    mixed = from_mixture("prep_test_mix", tmp_path, batch_size=2, length=64)  # seqio's rates
+    with pytest.raises(MixtureShrunk, match=r"lost 1 of 4 tasks .*1 not in the cache \(prep_"):
+        from_mixture("prep_test_mix", tmp_path, batch_size=2, length=64)  # default: 5% at most
+    mixed = from_mixture("prep_test_mix", tmp_path, batch_size=2, length=64, max_missing_share=0.3)
     assert mixed.missing == ["prep_test_broken"] and len(mixed.rates) == 3
+
+
+def test_the_command_names_every_failed_task_and_exits_1(tmp_path: Path, caplog) -> None:
+    args = ["--mixture=prep_test_mix", f"--cache_dir={tmp_path}", "--module=seqio"]
+    report = prepare.main(args)
+    assert report.exit_code == 1 and list(report.failed) == ["prep_test_broken"]
+    [line] = [r.getMessage() for r in caplog.records if "failed prep_test_broken" in r.getMessage()]
+    assert line.startswith("prepare: failed prep_test_broken: ") and "prep_test_broken.json" in line
+    assert prepare.main(["--tasks=prep_test_b", f"--cache_dir={tmp_path}", "--module=seqio"]
+                        ).exit_code == 0  # fmt: skip
+    with pytest.raises(SystemExit) as error:  # a name that is no task: exit 2 before any work
+        prepare.main(["--tasks=prep_test_b,nope", f"--cache_dir={tmp_path}", "--module=seqio"])
+    assert error.value.code == 2
 
 
 def test_shards_partition_tasks_and_a_rerun_resumes(tmp_path: Path) -> None:

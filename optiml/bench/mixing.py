@@ -214,6 +214,17 @@ def mixture_rates(mixture: str) -> MixtureRates:
     return result
 
 
+def missing_mass(rates: MixtureRates) -> float:
+    """The share of the rate mass that the recipe gives the benchmarks with no present task (what
+    the renormalisation spread over the others); 0 for mixtures without a recipe."""
+    recipe = MIXTURES[rates.mixture].recipe
+    if recipe is None or not rates.missing_benchmarks:
+        return 0.0
+    every = {b: {b: 1.0} for b in [*recipe.proportions, *recipe.extra_shares]}
+    shares, _ = _benchmark_shares(recipe, every)
+    return sum(shares.get(b, 0.0) for b in rates.missing_benchmarks)
+
+
 def compute_rates(
     counts: dict[str, tuple[str, int]], recipe: MixingConfig | None
 ) -> tuple[list[tuple[str, float]], dict[str, float], list[str]]:

@@ -18,8 +18,9 @@ loader's renderer, then `tokenizers` in large batches -- the same tokens, tens o
 - Distributed, at scale: `--runner=<Beam runner>` runs the same per-task preparation as an Apache
   Beam pipeline (`optiml.pipeline.beam_prepare`); other flags are Beam pipeline options.
 - Resumable: a task whose folder is complete (same seed) is skipped; rerun after a crash.
-- A task whose data is missing or malformed is reported by name (log, `_errors/<task>.json`,
-  `manifest.json`) and skipped; the other tasks are still prepared.
+- A task whose data is missing or malformed is reported by name with its reason (one log line
+  each, `_errors/<task>.json`, `manifest.json`) and skipped; the other tasks are still prepared.
+  The command exits 1 when any task failed (0 only when all were prepared or already there).
 - `--verify` writes nothing: it prepares every task both ways and reports each task whose token
   arrays or example order differ (exit status 1 if any).
 - The seed fixes each example's random choices in its preprocessors (e.g. the answer delimiter),
@@ -59,6 +60,11 @@ class Report:
     num_examples: int = 0
     seconds: float = 0.0
 
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status: 0 only when every task was prepared or already there."""
+        return 1 if self.failed else 0
+
 
 def shard(names: Sequence[str], shard_index: int, num_shards: int) -> list[str]:
     """The tasks of one shard: every `num_shards`-th name in sorted order, from `shard_index`."""
@@ -70,6 +76,15 @@ def shard(names: Sequence[str], shard_index: int, num_shards: int) -> list[str]:
 def mixture_tasks(name: str) -> list[str]:
     """Names of the tasks in a registered seqio mixture (or the task itself)."""
     return [t.name for t in seqio.get_subtasks(seqio.get_mixture_or_task(name))]
+
+
+def absent_tasks(name: str) -> dict[str, str]:
+    """Tasks an optiml mixture declares that the local data cannot provide (so the registry left
+    them out of the seqio mixture), with the reason: {task: "NIV2 task ...: task file ... is
+    missing"}; {} for other mixtures."""
+    from optiml.bench import mixing
+
+    return dict(mixing.mixture_rates(name).reasons) if name in mixing.MIXTURES else {}
 
 
 def task_examples(task: seqio.Task, split: str, seed: int):
@@ -122,9 +137,12 @@ def prepare_one(
     """Prepare one task unless the cache has it: (status, examples, error), status one of
     `direct`/`seqio` (the path that prepared it), `skipped`, `failed` (recorded in the cache)."""
     try:
-        info = cache.read_info(cache_dir, split, name)
-    except ValueError:
-        info = None  # damaged or old format: prepare it again
+        info = cache.CachedTask(cache_dir, split, name).info  # verified
+    except FileNotFoundError:
+        info = None
+    except cache.DamagedTask as e:
+        log.warning("prepare: %s: doing that now", e)
+        info = None
     if info is not None and info.seed == seed and not overwrite:
         return "skipped", info.num_examples, ""
     try:
@@ -147,10 +165,15 @@ def prepare(
     num_shards: int = 1,
     overwrite: bool = False,
     path: str = "direct",
+    absent: dict[str, str] | None = None,
 ) -> Report:
-    """Prepare this shard's tasks; failures are recorded and skipped, never raised."""
+    """Prepare this shard's tasks; failures are recorded and skipped, never raised. `absent`:
+    tasks that cannot be prepared at all ({name: reason}, e.g. `absent_tasks(mixture)`), recorded
+    as failed beside the others (log, `_errors/`, manifest)."""
     start = time.perf_counter()
     report = Report()
+    absent = absent or {}
+    record_absent(report, absent, cache_dir, split, shard(list(absent), shard_index, num_shards))
     mine = shard(names, shard_index, num_shards)
     log.info(
         "prepare: shard %d/%d has %d of %d tasks",
@@ -188,9 +211,20 @@ def prepare(
         len(report.prepared) - len(report.direct),
         len(report.skipped),
         len(report.failed),
-        (": " + ", ".join(sorted(report.failed))) if report.failed else "",
+        " (each below)" if report.failed else "",
     )
+    for name, message in sorted(report.failed.items()):
+        log.warning("prepare: failed %s: %s", name, message)
     return report
+
+
+def record_absent(
+    report: Report, absent: dict[str, str], cache_dir: str | Path, split: str, names: Sequence[str]
+) -> None:
+    """Record `names` of the `absent` tasks as failed: in the report and under `_errors/`."""
+    for name in names:
+        cache.write_error(cache_dir, split, name, absent[name])
+        report.failed[name] = absent[name]
 
 
 @dataclass
@@ -201,6 +235,10 @@ class Verification:
     differ: dict[str, str] = field(default_factory=dict)  # name -> first difference
     seqio_only: list[str] = field(default_factory=list)  # no direct path: nothing to compare
     unavailable: dict[str, str] = field(default_factory=dict)  # both paths failed alike
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.differ else 0
 
 
 def verify_task(name: str, *, split: str, seed: int) -> tuple[str, str]:
@@ -297,7 +335,14 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
     modules = args.module or ["optiml.registry"]
     for module in modules:
         importlib.import_module(module)
-    names = mixture_tasks(args.mixture) if args.mixture else args.tasks.split(",")
+    try:
+        names = mixture_tasks(args.mixture) if args.mixture else args.tasks.split(",")
+    except ValueError as e:  # seqio: no such mixture or task
+        parser.error(f"--mixture: {e}")
+    unknown = [n for n in names if n not in seqio.TaskRegistry.names()]
+    if unknown:
+        parser.error(f"--tasks: no registered task named {', '.join(unknown)}")
+    absent = absent_tasks(args.mixture) if args.mixture else {}
     if args.verify:
         return verify(
             names, split=args.split, seed=args.seed, shard_index=args.shard_index,
@@ -306,10 +351,13 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
     if args.runner:
         from optiml.pipeline import beam_prepare
 
-        return beam_prepare.run(
+        report = beam_prepare.run(
             names, args.cache_dir, split=args.split, seed=args.seed, overwrite=args.overwrite,
             path=args.path, modules=modules, pipeline_args=["--runner", args.runner, *beam_args],
         )  # fmt: skip
+        record_absent(report, absent, args.cache_dir, args.split, sorted(absent))
+        cache.write_manifest(args.cache_dir, args.split)
+        return report
     return prepare(
         names,
         args.cache_dir,
@@ -319,9 +367,9 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
         num_shards=args.num_shards,
         overwrite=args.overwrite,
         path=args.path,
+        absent=absent,
     )
 
 
 if __name__ == "__main__":
-    outcome = main()
-    sys.exit(1 if isinstance(outcome, Verification) and outcome.differ else 0)
+    sys.exit(main().exit_code)

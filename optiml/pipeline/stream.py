@@ -20,8 +20,11 @@ Multi-host: every process plans the same global row sequence from document lengt
 and materialises only its own rows: process p of P gets rows [p * B/P, (p + 1) * B/P) of each
 global batch of B rows. The state is the same on every process.
 
-Tasks named in the mixture but absent from the cache are listed in `missing` (with a warning)
-and the rates of the others are renormalised -- explicitly, never silently.
+Every task is opened and verified before the first batch (`cache.CachedTask`). Tasks named in
+the mixture but absent from the cache are listed in `missing`, damaged ones in `damaged` (each
+with a warning line), and the rates of the others are renormalised -- explicitly, never silently;
+`from_mixture` refuses a mixture that lost more than `max_missing_share` (default 5%) of its tasks
+or of its rate mass.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+from optiml import errors
 from optiml.bench import mixing
 from optiml.pipeline import cache, features
 from optiml.token_ids import BOS_ID
 
 STATE_FORMAT = 1
+ON_DAMAGED = ("leave_out", "stop")  # what a stream does with a task that fails verification
 _CHUNK = 4096  # task choices are computed this many at a time
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -120,6 +125,11 @@ class MixtureStream:
       seed: everything random derives from it.
       pool_size: documents the packer may choose from (1 = next-fit, seqio's packing).
       split: cache split to read ("train").
+      on_damaged: a task whose cache files fail verification (`cache.DamagedTask`, named with its
+        file in one warning line) is "leave_out" (like a missing one) or "stop"s the stream.
+
+    Every task is opened and verified here, before the first batch; `missing` lists the tasks
+    absent from the cache, `damaged` the damaged ones with their reasons.
     """
 
     def __init__(
@@ -135,8 +145,11 @@ class MixtureStream:
         process_index: int = 0,
         process_count: int = 1,
         bos_id: int = BOS_ID,
+        on_damaged: str = "leave_out",
     ) -> None:
         features.check_length(length)
+        if on_damaged not in ON_DAMAGED:
+            raise ValueError(f"on_damaged={on_damaged!r}: choose from {ON_DAMAGED}")
         if batch_size < 1 or pool_size < 1:
             raise ValueError(f"batch_size {batch_size} and pool_size {pool_size} must be >= 1")
         if batch_size % process_count:
@@ -152,18 +165,31 @@ class MixtureStream:
         )
 
         names, rates, sizes, self.missing = [], [], [], []
+        self.damaged: dict[str, str] = {}
+        self._tasks: list[cache.CachedTask] = []
         for name, rate in tasks:
             if rate < 0:
                 raise ValueError(f"task {name}: negative rate {rate}")
             if rate == 0:
                 continue
-            info = cache.read_info(cache_dir, split, name)
-            if info is None or info.num_examples == 0:
+            try:
+                task = cache.CachedTask(cache_dir, split, name)  # verified: sizes, sums, ids
+            except FileNotFoundError:
+                self.missing.append(name)
+                continue
+            except cache.DamagedTask as e:
+                if on_damaged == "stop":
+                    raise
+                self.damaged[name] = str(e)
+                logging.warning("MixtureStream: left out: %s", e)
+                continue
+            if len(task) == 0:
                 self.missing.append(name)
                 continue
             names.append(name)
             rates.append(float(rate))
-            sizes.append(info.num_examples)
+            sizes.append(len(task))
+            self._tasks.append(task)
         if not names:
             raise ValueError(f"none of the {len(tasks)} tasks is prepared in {cache_dir}/{split}")
         if self.missing:
@@ -183,15 +209,11 @@ class MixtureStream:
         self._fingerprint = hashlib.sha1(
             json.dumps([names, rates, sizes, length, pool_size]).encode()
         ).hexdigest()[:16]
-        self._tasks: list[cache.CachedTask | None] = [None] * len(names)
         self.set_state(None)
 
     # -- the global example sequence --------------------------------------------------------
     def _task(self, t: int) -> cache.CachedTask:
-        task = self._tasks[t]
-        if task is None:
-            task = self._tasks[t] = cache.CachedTask(self.cache_dir, self.split, self.task_names[t])
-        return task
+        return self._tasks[t]
 
     def _draw(self) -> tuple[tuple[int, int], int]:
         """The next example of the global sequence: ((task, index), its length)."""
@@ -293,6 +315,46 @@ def check_counts(stream: MixtureStream, counts: dict[str, int]) -> None:
         )
 
 
+class MixtureShrunk(errors.RunStopped):
+    """A mixture lost more of its tasks or rate mass than the run allows; the message names them."""
+
+
+def check_shrinkage(
+    mixture: str, stream: MixtureStream, rates: Sequence[tuple[str, float]], max_share: float
+) -> None:
+    """Raise MixtureShrunk if the tasks the mixture declares but the stream lacks (absent from
+    the local data, from the cache, or damaged) are more than `max_share` of its tasks, or carry
+    more than `max_share` of its rate mass (absent benchmarks' recipe shares included)."""
+    absent, benchmark_mass = {}, 0.0
+    if mixture in mixing.MIXTURES:
+        declared = mixing.mixture_rates(mixture)
+        absent, benchmark_mass = dict(declared.reasons), mixing.missing_mass(declared)
+    uncached = {name: "not in the cache" for name in stream.missing}
+    lost = {**absent, **uncached, **stream.damaged}
+    total_rate = sum(r for _, r in rates) or 1.0
+    cache_mass = sum(r for n, r in rates if n in uncached or n in stream.damaged) / total_rate
+    mass = benchmark_mass + (1 - benchmark_mass) * cache_mass
+    tasks = len(lost) / (len(absent) + len(rates))
+    if tasks <= max_share and mass <= max_share:
+        return
+
+    def some(names: dict[str, str]) -> str:
+        return ", ".join(list(names)[:3]) + (" ..." if len(names) > 3 else "")
+
+    parts = [
+        f"{len(group)} {what} ({some(group)})"
+        for what, group in (("absent locally", absent), ("not in the cache", uncached),
+                            ("damaged", stream.damaged))
+        if group
+    ]  # fmt: skip
+    raise MixtureShrunk(
+        f"{mixture} ({stream.split}) lost {len(lost)} of {len(absent) + len(rates)} tasks "
+        f"({tasks:.1%}) and {mass:.1%} of its rate mass, more than max_missing_share={max_share}: "
+        f"{'; '.join(parts)}. Prepare them (python -m optiml.pipeline.prepare --mixture={mixture}"
+        f" --split={stream.split} --cache_dir={stream.cache_dir}) or allow more"
+    )
+
+
 def from_mixture(
     mixture: str,
     cache_dir: str | Path,
@@ -304,11 +366,15 @@ def from_mixture(
     split: str = "train",
     process_index: int = 0,
     process_count: int = 1,
+    on_damaged: str = "leave_out",
+    max_missing_share: float = 0.05,
 ) -> MixtureStream:
     """`MixtureStream` over a mixture's rates (the trainer's `train_data` / `eval_data`), e.g.
     `from_mixture("optiml_mix:train", cache_dir, batch_size=256, seed=0)`. The cache must hold
     the split: `python -m optiml.pipeline.prepare --mixture=... --split=...`; a cache whose counts
-    differ from the data's exact counts (prepared before the data or the task changed) is refused.
+    differ from the data's exact counts (prepared before the data or the task changed) is refused,
+    and so is a mixture that lost more than `max_missing_share` of its tasks or rate mass
+    (`check_shrinkage`: absent data, unprepared or damaged tasks), before the first batch.
     """
     rates, counts = stream_tasks(mixture)
     stream = MixtureStream(
@@ -321,6 +387,8 @@ def from_mixture(
         split=split,
         process_index=process_index,
         process_count=process_count,
+        on_damaged=on_damaged,
     )
     check_counts(stream, counts)
+    check_shrinkage(mixture, stream, rates, max_missing_share)
     return stream

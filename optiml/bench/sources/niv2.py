@@ -104,6 +104,8 @@ def parse_task(task_id: str, raw: dict) -> NIV2Task:
 def load_task(task_id: str, root: Path | None = None) -> NIV2Task:
     """Read and validate `<root>/tasks/<task_id>.json` (root: $OPTIML_DATA_DIR/natinst)."""
     path = task_path(task_id, root)
+    if path.is_dir():
+        raise TaskFileError(f"NIV2 task {task_id}: task file {path} is a directory, not JSON")
     if not path.is_file():
         raise TaskFileError(f"NIV2 task {task_id}: task file {path} is missing")
     try:
