@@ -330,6 +330,12 @@ def _this_host(data: dict | None, where: Path) -> Any:
     return data["states"][jax.process_index()]
 
 
+def newest_step(checkpoints_dir: str | Path) -> int | None:
+    """The newest complete checkpoint's step in a training run's `checkpoints/`, or None."""
+    directory = Path(checkpoints_dir).absolute()
+    return ocp.CheckpointManager(directory).latest_step() if directory.is_dir() else None
+
+
 def restore_params(
     checkpoints_dir: str | Path, abstract_params: Any, step: int | None = None
 ) -> Any:
@@ -337,8 +343,7 @@ def restore_params(
     `Checkpointer`; the newest complete step unless `step` is given), read into the shardings of
     `abstract_params` (ShapeDtypeStructs); the optimizer state is not read."""
     directory = Path(checkpoints_dir).absolute()
-    if step is None:
-        step = ocp.CheckpointManager(directory).latest_step() if directory.is_dir() else None
+    step = newest_step(directory) if step is None else step
     if step is None:
         raise FileNotFoundError(f"no training checkpoint in {directory}")
     if not (directory / str(step) / "state").is_dir():

@@ -181,6 +181,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "length_normalization": one_of(
             "optiml.evaluation.rank_classification", "LENGTH_NORMALIZATIONS"
         ),
+        "on_stale": one_of("optiml.evaluation.runner", "ON_STALE"),
     },
     "optiml.quickstart.run": {"caches": each(_cache_pair)},
 }

@@ -1,13 +1,16 @@
 """The whole evaluation path with known model outputs: seqio tasks -> Evaluator -> metrics ->
-per-task results on disk -> hand-computed report; and resuming skips finished tasks."""
+per-task results on disk -> hand-computed report; and resuming skips finished tasks -- only those
+saved for the same weights and plan entry."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import pytest
 
+from optiml import errors, fingerprint
 from optiml.bench import catalog
 from optiml.evaluation import evaluate, metrics, plan, registration, runner
 from optiml.evaluation import rank_classification as rc
@@ -16,6 +19,7 @@ seqio = pytest.importorskip("seqio")
 tf = pytest.importorskip("tensorflow")
 
 VOCAB = seqio.ByteVocabulary()
+KNOWN = {"weights": "known-outputs"}  # the provenance of the KnownOutputs stand-in
 RANK_EXAMPLES = [  # 5 examples; known log-likelihoods below make 3 of the first 4 right
     {"inputs": "2+2=", "options": ["3", "4"], "label": 1},
     {"inputs": "sky", "options": ["blue", "red"], "label": 0},
@@ -141,7 +145,9 @@ def _plan(rank: str, gen: str) -> list[plan.EvalTask]:
 def test_known_outputs_give_the_hand_computed_report(tmp_path) -> None:
     rank, gen = _register()
     printed = []
-    rep = runner.run_plan(_plan(rank, gen), KnownOutputs(), tmp_path, print_fn=printed.append)
+    rep = runner.run_plan(
+        _plan(rank, gen), KnownOutputs(), tmp_path, provenance=KNOWN, print_fn=printed.append
+    )
     level = rep["levels"]["fully_heldout"]
     rouge = round(100 * (1 + 6 / 7 + 0) / 3, 4)
     # rank: first 4 examples only (8 rows), 3 right -> 75; generation ROUGE-L mean x100
@@ -169,7 +175,7 @@ def test_rank_scoring_without_eos_by_characters(tmp_path) -> None:
     spec = dataclasses.replace(_plan(rank, gen)[0], scoring=scoring)
     model = KnownOutputs()
     printed = []
-    runner.run_plan([spec], model, tmp_path, print_fn=printed.append)
+    runner.run_plan([spec], model, tmp_path, provenance=KNOWN, print_fn=printed.append)
     # the model saw the option bytes only: " 3" is 2 scored tokens, no EOS
     assert sorted(model.scored_lengths) == [2, 2, 4, 4, 4, 5, 5, 5]
     saved = json.loads((tmp_path / "eval" / f"{rank}.json").read_text())
@@ -184,19 +190,46 @@ def test_rank_scoring_without_eos_by_characters(tmp_path) -> None:
 def test_resume_skips_finished_tasks(tmp_path) -> None:
     rank, gen = _register()
     specs = _plan(rank, gen)
-    first = runner.run_plan(specs, KnownOutputs(), tmp_path, print_fn=None)
+    first = runner.run_plan(specs, KnownOutputs(), tmp_path, provenance=KNOWN, print_fn=None)
     (tmp_path / "eval" / f"{gen}.json").unlink()  # interrupted in the second task
     model = KnownOutputs()
-    again = runner.run_plan(specs, model, tmp_path, print_fn=None)
+    again = runner.run_plan(specs, model, tmp_path, provenance=KNOWN, print_fn=None)
     assert model.calls == ["predict"]  # the rank task was not redone
     assert again == first
-    with pytest.raises(ValueError, match="saved for another plan entry"):
-        runner.run_plan(
-            [plan.EvalTask(**{**specs[0].__dict__, "shots": 5}), specs[1]],
-            model,
-            tmp_path,
-            print_fn=None,
-        )
+    saved = json.loads((tmp_path / "eval" / f"{rank}.json").read_text())
+    assert saved["provenance"] == KNOWN and len(saved["plan_entry"]) == 16
+    changed = [plan.EvalTask(**{**specs[0].__dict__, "max_examples": 3}), specs[1]]
+    with pytest.raises(runner.StaleResult, match=f"{rank}.json: it was saved for another plan e"):
+        runner.run_plan(changed, model, tmp_path, provenance=KNOWN, on_stale="refuse")
+    runner.run_plan(changed, model, tmp_path, provenance=KNOWN, print_fn=None)
+    assert model.calls == ["predict", "score"]  # by default the changed entry is redone
+
+
+def test_results_saved_for_other_weights_are_redone_or_refused(tmp_path, caplog) -> None:
+    """Before: evaluating step 20 into a folder holding step 30's results reused them all."""
+    rank, gen = _register()
+    specs = _plan(rank, gen)
+    step30, step20 = {"weights": "3f9c0a1d", "step": 30}, {"weights": "77aa01b2", "step": 20}
+    runner.run_plan(specs, KnownOutputs(), tmp_path, provenance=step30, print_fn=None)
+    files = sorted((tmp_path / "eval").iterdir())
+    before = [path.read_text() for path in files]
+    with pytest.raises(runner.StaleResult) as error:
+        runner.run_plan(specs, KnownOutputs(), tmp_path, provenance=step20, on_stale="refuse")
+    assert str(error.value) == (
+        f"{runner.result_path(tmp_path, specs[0])} and 1 more: it was saved for step 30, weights "
+        "3f9c0a1d, not step 20, weights 77aa01b2; delete them, evaluate into another run_dir, or "
+        "pass on_stale='rerun'"
+    )
+    assert isinstance(error.value, errors.RunStopped)  # optiml.main: this one line, exit 1
+    assert [path.read_text() for path in files] == before  # nothing touched
+    model = KnownOutputs()
+    with caplog.at_level(logging.WARNING):
+        runner.run_plan(specs, model, tmp_path, provenance=step20, print_fn=None)
+    assert model.calls == ["score", "predict"]  # both tasks evaluated again
+    [line] = [r.getMessage() for r in caplog.records if "evaluating them again" in r.getMessage()]
+    assert "saved for step 30, weights 3f9c0a1d, not step 20" in line
+    for path in files:
+        assert json.loads(path.read_text())["provenance"] == step20
 
 
 @pytest.mark.data
@@ -250,6 +283,9 @@ def test_evaluate_a_tiny_model_on_the_registry(data_dir, tmp_path) -> None:
     specs = plan.plan_from_registry(phase="dev", shots=(0,), max_examples=3, max_tasks_per_level=1)
     assert len({(s.level, s.benchmark) for s in specs}) == len(specs)  # one task per benchmark
     assert len(records) == len(specs) and all(r["num_rows"] >= 1 for r in records)
+    weights = fingerprint.weights_fingerprint(params)  # the same on the evaluation's mesh
+    provenance = {"weights": weights, "step": None, "weight_format": "float", "max_new_tokens": 4}
+    assert all(r["provenance"] == provenance for r in records)
     with pytest.raises(ValueError, match="one model source"):
         evaluate.evaluate(params=params, params_dir="x", **kwargs)
     with pytest.raises(FileNotFoundError, match="no training checkpoint"):

@@ -133,6 +133,9 @@ def test_missing_and_malformed_files_are_reported_by_name(tmp_path):
         niv2.load_task("task2_noinst", tmp_path)
     with pytest.raises(niv2.TaskFileError, match="task3_gone: task file .* is missing"):
         niv2.load_task("task3_gone", tmp_path)
+    (tmp_path / "tasks" / "task4_dir.json").mkdir()  # used to be reported as "missing"
+    with pytest.raises(niv2.TaskFileError, match="task4_dir: task file .* is a directory, not"):
+        niv2.load_task("task4_dir", tmp_path)
     available, problems = niv2.availability(tmp_path)
     assert available == [] and len(problems) == 1613
     assert problems["task001_quoref_question_generation"] == "missing"

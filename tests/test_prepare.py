@@ -101,6 +101,27 @@ def test_a_broken_task_is_reported_by_name_and_the_rest_prepared(tmp_path: Path)
     assert mixed.missing == ["prep_test_broken"] and len(mixed.rates) == 3
 
 
+def test_tasks_absent_from_the_data_are_failures_too(tmp_path: Path, caplog, monkeypatch) -> None:
+    """An optiml mixture leaves tasks with broken or missing files out of its seqio mixture;
+    `prepare --mixture` used to say only "6 of 10 tasks absent locally" and exit 0."""
+    from optiml.bench import mixing
+
+    reasons = {f"niv2_task{i}": f"NIV2 task task{i}: task file /d/task{i}.json is missing"
+               for i in range(6)}  # fmt: skip
+    fake = mixing.MixtureRates("optiml_mix:fake", [], {}, {}, sorted(reasons), reasons, [])
+    monkeypatch.setitem(mixing.MIXTURES, "optiml_mix:fake", mixing.DEFAULT_MIXTURES["train"])
+    monkeypatch.setattr(mixing, "mixture_rates", lambda name: fake)
+    report = prepare.prepare(
+        ["prep_test_b"], tmp_path, absent=prepare.absent_tasks("optiml_mix:fake")
+    )
+    assert report.failed == reasons and report.prepared == ["prep_test_b"]
+    assert report.exit_code == 1
+    manifest = json.loads((tmp_path / "train" / "manifest.json").read_text())
+    assert manifest["errors"] == reasons
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("prepare: failed")]
+    assert lines == [f"prepare: failed {n}: {m}" for n, m in sorted(reasons.items())]
+
+
 def test_the_command_names_every_failed_task_and_exits_1(tmp_path: Path, caplog) -> None:
     args = ["--mixture=prep_test_mix", f"--cache_dir={tmp_path}", "--module=seqio"]
     report = prepare.main(args)

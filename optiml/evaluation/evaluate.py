@@ -22,7 +22,7 @@ from typing import Any
 
 import jax
 
-from optiml import checkpointing, partitioning
+from optiml import checkpointing, fingerprint, partitioning
 from optiml.evaluation import paper
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.inference import Inferencer
@@ -57,6 +57,7 @@ def evaluate(
     weight_bits: int = 16,
     weight_kind: str = "int",
     weight_block: int = 64,
+    on_stale: str = "rerun",
 ) -> dict[str, Any]:
     """Evaluates a model on the OPT-IML levels and writes/prints the generalization report.
 
@@ -74,7 +75,9 @@ def evaluate(
     report sets the run beside `paper_model`'s published numbers (a slug such as
     `opt-iml-175b` or the paper's name; None: no comparison). `weight_bits` 8 or 4 (`weight_kind`
     "int" or "float" for 4 bits) evaluates with k-bit block kernels, absmax scales per
-    `weight_block` values (`optiml.models.quantize`); the report notes it.
+    `weight_block` values (`optiml.models.quantize`); the report notes it. Each saved result
+    records the checkpoint step, the weights' fingerprint and the settings that shape outputs;
+    results saved for other weights are evaluated again (`on_stale="refuse"`: stop instead).
     """
     scoring = rc.Scoring(include_eos, length_normalization)
     weights = quantize.weight_format(weight_bits, weight_kind)
@@ -95,7 +98,14 @@ def evaluate(
         params, _ = convert.load_params(params_dir, target=abstract)
     else:
         checkpoints = Path(train_dir or run_dir) / "checkpoints"
+        step = checkpointing.newest_step(checkpoints) if step is None else step
         params = checkpointing.restore_params(checkpoints, abstract, step)
+    provenance = {
+        "weights": fingerprint.weights_fingerprint(params),
+        "step": step if params_dir is None else None,
+        "weight_format": weights if weights == "float" else f"{weights}/{weight_block}",
+        "max_new_tokens": max_new_tokens,
+    }
     if weights != "float":  # quantized on the host, then placed like the float kernels
         params = quantize.quantize_params(params, weights, weight_block, model_config.dtype)
         params = jax.device_put(params, quantize.quantized_axes(shardings, weights))
@@ -121,4 +131,7 @@ def evaluate(
         share_prompts=share_prompts,
     )
     title = title or f"{phase} ({len(plan)} tasks)"
-    return run_plan(plan, inferencer, run_dir, title=title, paper_model=paper_model)
+    return run_plan(
+        plan, inferencer, run_dir, provenance=provenance, on_stale=on_stale, title=title,
+        paper_model=paper_model,
+    )  # fmt: skip

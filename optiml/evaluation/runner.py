@@ -1,11 +1,16 @@
 """The resumable runner: every task of a plan through `seqio.Evaluator`, saved as it finishes,
 then the generalization report.
 
-    report = run_plan(plan, inference.Inferencer(params, config), "runs/tiny")
+    report = run_plan(plan, inference.Inferencer(params, config), "runs/tiny",
+                      provenance={"weights": weights_fingerprint(params)})
 
 Each finished task is written to `<run_dir>/eval/<task>.json` (atomically: metrics, the score,
-the number of rows, seconds and 5 sample outputs); a rerun skips the tasks that have a result, so
-an interrupted evaluation resumes where it stopped. The report goes to
+the number of rows, seconds, 5 sample outputs, and its provenance: the plan entry, its
+fingerprint, and what the caller says the model is -- the weights' fingerprint, the checkpoint
+step, the inference settings). A rerun reuses a result only when its plan entry and provenance
+equal this run's, so an interrupted evaluation resumes where it stopped; a result saved for other
+weights or another plan entry is evaluated again (one warning line), or, with
+`on_stale="refuse"`, stops the run with one line. The report goes to
 `<run_dir>/report.{json,md,png}` and is printed.
 
 The score of a task is its primary metric: `accuracy` (rank classification or exact answers),
@@ -28,16 +33,23 @@ import jax
 import seqio
 import tensorflow as tf
 
+from optiml import errors
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation import report as report_lib
 from optiml.evaluation.plan import EvalTask
 from optiml.evaluation.registration import evaluation_task
+from optiml.fingerprint import json_fingerprint
 from optiml.token_ids import BOS_ID
 
 PRIMARY_METRICS = ("accuracy", "rougeL", "exact_match")
 SAMPLES = 5  # rows of model output kept in each task's result file, for reading
 RESULTS_DIR = "eval"
 Record = dict[str, Any]  # a task's saved result (see `evaluate_task`)
+ON_STALE = ("rerun", "refuse")  # what run_plan does with a result saved for another model/plan
+
+
+class StaleResult(errors.RunStopped):
+    """Saved results that belong to other weights or another plan entry (on_stale="refuse")."""
 
 
 class Model(Protocol):
@@ -148,36 +160,89 @@ def _task_score(record: Record) -> report_lib.TaskScore:
     )
 
 
+def describe(provenance: Mapping[str, Any] | None) -> str:
+    """E.g. "step 30, weights 3f9c0a1d5e7b2c48" (what a result's provenance says in one line)."""
+    if not provenance:
+        return "an unrecorded model"
+    parts = [f"step {provenance['step']}"] if provenance.get("step") is not None else []
+    parts += [f"{k} {v}" for k, v in sorted(provenance.items()) if k != "step"]
+    return ", ".join(parts)
+
+
+def _stale(record: Record, spec: EvalTask, provenance: Mapping[str, Any]) -> str | None:
+    """Why a saved result cannot stand for this run's task, or None if it can."""
+    if record.get("spec") != dataclasses.asdict(spec):
+        return "it was saved for another plan entry"
+    if record.get("provenance") != dict(provenance):
+        return f"it was saved for {describe(record.get('provenance'))}, not {describe(provenance)}"
+    return None
+
+
+def _saved(
+    plan: Sequence[EvalTask], run_dir: Path, provenance: Mapping[str, Any], on_stale: str
+) -> dict[str, Record]:
+    """The saved results this run may reuse, by task; stale ones are left out (one warning line
+    for all of them) or, with on_stale="refuse", stop the run (one line)."""
+    fresh, stale = {}, {}
+    for spec in plan:
+        path = result_path(run_dir, spec)
+        if path.is_file():
+            record = json.loads(path.read_text())
+            reason = _stale(record, spec, provenance)
+            if reason is None:
+                fresh[spec.task] = record
+            else:
+                stale[path] = reason
+    if stale:
+        path, reason = next(iter(stale.items()))
+        others = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+        if on_stale == "refuse":
+            raise StaleResult(
+                f"{path}{others}: {reason}; delete them, evaluate into another run_dir, "
+                "or pass on_stale='rerun'"
+            )
+        logging.warning("%s%s: %s; evaluating them again", path, others, reason)
+    return fresh
+
+
 def run_plan(
     plan: Sequence[EvalTask],
     model: Model,
     run_dir: str | Path,
     *,
+    provenance: Mapping[str, Any],
+    on_stale: str = "rerun",
     title: str = "",
     paper_model: str | None = "OPT-IML 30B",
     print_fn: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Evaluates every task of `plan` not yet saved in `run_dir`, then writes the report.
+    """Evaluates every task of `plan` not yet saved in `run_dir` for this model, then writes the
+    report. `provenance`: what the model is, JSON-able, e.g. {"weights": weights_fingerprint(
+    params), "step": 30, "max_new_tokens": 256}; a saved result is reused only if it was saved
+    with an equal provenance and plan entry (`on_stale`: "rerun" the others, or "refuse").
 
     With several processes, all of them run every task (the model is sharded over all) and
     process 0 alone writes; `run_dir` must be shared (e.g. GCS) so that every process sees
     which tasks are done. The report compares with `paper_model`'s published cells."""
+    if on_stale not in ON_STALE:
+        raise ValueError(f"on_stale={on_stale!r}: choose from {ON_STALE}")
     chief = jax.process_index() == 0
     run_dir = Path(run_dir)
     tasks = [s.task for s in plan]
     duplicates = sorted({t for t in tasks if tasks.count(t) > 1})
     if duplicates:
         raise ValueError(f"tasks planned twice: {duplicates}")
+    saved = _saved(plan, run_dir, provenance, on_stale)
     records = []
     for i, spec in enumerate(plan):
         path = result_path(run_dir, spec)
-        if path.is_file():
-            record = json.loads(path.read_text())
-            if record.get("spec") != dataclasses.asdict(spec):
-                raise ValueError(f"{path} was saved for another plan entry: delete it to redo it")
+        if spec.task in saved:
+            record = saved[spec.task]
             logging.info("[%d/%d] %s: done before (%s)", i + 1, len(plan), spec.task, path)
         else:
             record = evaluate_task(spec, model)
+            record["plan_entry"] = json_fingerprint(record["spec"])
+            record["provenance"] = dict(provenance)
             if chief:
                 _write_json_atomic(path, record)
             done = f"{record['metric']} {record['score']:.2f}"
