@@ -6,9 +6,10 @@
 
 `<run_dir>/metrics.jsonl` gets one `{"step": 10, "loss": 10.7, "learning_rate": 1e-05}` per
 `write_scalars` (a run resumed at step S first drops the rows after S, which it writes again, so
-the file keeps one record per step; then it appends); with `tensorboard`, clu's `SummaryWriter` also writes
-TensorBoard event files, asynchronously. Processes other than 0 get a writer that writes nothing.
-Importing this module imports clu, hence TensorFlow (CPU only: `hide_gpus_from_tensorflow`).
+the file keeps one record per step; then it appends); with `tensorboard`, clu's `SummaryWriter`
+also writes TensorBoard event files, asynchronously. Processes other than 0 get a writer that
+writes nothing. Importing this module imports clu, hence TensorFlow (CPU only:
+`hide_gpus_from_tensorflow`).
 """
 
 from __future__ import annotations
