@@ -250,3 +250,16 @@ def test_the_entry_point_prints_a_stopped_run_as_one_line(tmp_path: Path) -> Non
     ]
     assert issubclass(checkpointing.CheckpointError, errors.RunStopped)
     assert main.console_main  # the path under test
+
+
+def test_a_resumed_run_keeps_one_metrics_record_per_step(tmp_path: Path) -> None:
+    """Before: metrics.jsonl repeated the steps between the last checkpoint and the kill."""
+    from optiml import metric_writers
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(1, 7)]
+    path.write_text("".join(rows) + '{"step": 7, "lo')  # killed mid-line
+    writer = metric_writers.JsonlWriter(path, resumed_at=4)  # the checkpoint it resumes from
+    writer.write_scalars(5, {"loss": 0.5})
+    writer.close()
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
