@@ -278,9 +278,11 @@ def test_evaluate_a_tiny_model_on_the_registry(data_dir, tmp_path) -> None:
         max_new_tokens=4,
     )
     rep = evaluate.evaluate(params=params, **kwargs)
-    assert set(rep["levels"]) == {"fully_heldout", "partially_heldout", "fully_supervised"}
     records = [json.loads(p.read_text()) for p in (tmp_path / "eval").glob("*.json")]
     specs = plan.plan_from_registry(phase="dev", shots=(0,), max_examples=3, max_tasks_per_level=1)
+    # Every level the plan holds is reported (on the local data Table 15 has no fully supervised
+    # task with data, so the dev plan holds the two held-out levels).
+    assert set(rep["levels"]) == {s.level for s in specs} >= {"fully_heldout", "partially_heldout"}
     assert len({(s.level, s.benchmark) for s in specs}) == len(specs)  # one task per benchmark
     assert len(records) == len(specs) and all(r["num_rows"] >= 1 for r in records)
     weights = fingerprint.weights_fingerprint(params)  # the same on the evaluation's mesh
