@@ -58,9 +58,15 @@ def test_a_shared_prefix_is_tokenized_once_without_changing_a_token(data_dir):
 
     vocabulary = OPTVocabulary(data_dir / "gpt2_bpe")
     head = "Definition: Answer it.\n\nInput:"
-    assert direct.shared_split([head + " Is it blue?", head + " No"]) == len(head)
-    assert direct.shared_split(["a  b", "a  c"]) == 1  # not between two spaces
-    assert direct.shared_split(["\n b", "\n c"]) == 0  # nor after a newline
+    assert direct.safe_cut(head + " Is it") == len(head + " Is")
+    assert direct.safe_cut("a  b") == 1  # not between two spaces
+    assert direct.safe_cut("\n b") == 0  # nor after a newline
+    formats = [f"Task: {'Answer it. ' * 4}\nInput: {x}" for x in ("a", "b", "c")]
+    formats += [f"{'Answer it. ' * 4}\nInput:\n{x}" for x in ("d", "e")] + ["alone"]
+    cuts = direct.shared_cuts(formats)
+    assert cuts[:3] == [len("Task: " + "Answer it. " * 4 + "\nInput:")] * 3
+    assert cuts[3:] == [len("Answer it. " * 4) - 1] * 2 + [0]  # the space before "\n"
+    assert direct.encode_prompts(vocabulary, formats) == [vocabulary.encode(p) for p in formats]
     pieces = list("ab Z9:.-'s\n\t") + ["\u00a0", "\u3000", "é", "’", "\x1c", "  ", "'ll", "🙂"]
     text = st.lists(st.sampled_from(pieces), max_size=10).map("".join)
 

@@ -60,33 +60,61 @@ def encode(vocabulary: seqio.Vocabulary, texts: list[str]) -> list[list[int]]:
     return batch(texts) if batch is not None else [vocabulary.encode(t) for t in texts]
 
 
-def shared_split(texts: Sequence[str]) -> int:
-    """A cut k > 0 inside the prefix all `texts` share, where each text's tokens are the tokens
-    of `text[:k]` followed by those of `text[k:]`; 0 if there is none.
+MIN_SHARED = 32  # characters prompts must share for their common head to be tokenized once
+
+
+def safe_cut(prefix: str) -> int:
+    """The last k > 0 in `prefix` where any text starting with `prefix` has the tokens of
+    `text[:k]` followed by those of `text[k:]`; 0 if there is none.
 
     GPT-2's byte-level pre-tokenizer splits text into pieces (`'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+|
     ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`) and BPE never merges across pieces. No piece
     holds a non-space character followed by a space, so a space after a letter, digit or ASCII
-    punctuation mark always starts a new piece: NIV2's shared "Definition: ..." is then
-    tokenized once per task instead of once per example.
+    punctuation mark always starts a new piece.
     """
-    if len(texts) < 2:
-        return 0
-    prefix = os.path.commonprefix(list(texts))
     k = prefix.rfind(" ")
     while k > 0 and not (prefix[k - 1].isalnum() or prefix[k - 1] in string.punctuation):
         k = prefix.rfind(" ", 0, k)
     return max(k, 0)
 
 
+def shared_cuts(prompts: Sequence[str]) -> list[int]:
+    """A safe cut per prompt (0: none) inside a head it shares with other prompts: in sorted
+    order, prompts sharing at least MIN_SHARED leading characters form a group, cut at the last
+    `safe_cut` of the group's common prefix. NIV2's definition (in each of its prompt formats) or
+    a PromptSource template's opening is then tokenized once per task, not once per example."""
+    cuts = [0] * len(prompts)
+    group: list[int] = []
+
+    def close() -> None:
+        if len(group) > 1:
+            k = safe_cut(os.path.commonprefix([prompts[group[0]], prompts[group[-1]]]))
+            for i in group:
+                cuts[i] = k
+
+    for i in sorted(range(len(prompts)), key=prompts.__getitem__):
+        if group and len(os.path.commonprefix([prompts[group[0]], prompts[i]])) < MIN_SHARED:
+            close()
+            group = []
+        group.append(i)
+    close()
+    return cuts
+
+
 def encode_prompts(vocabulary: seqio.Vocabulary, prompts: list[str]) -> list[list[int]]:
-    """`encode(vocabulary, prompts)`, their shared prefix tokenized once (`shared_split`) when the
+    """`encode(vocabulary, prompts)`, each shared head tokenized once (`shared_cuts`) when the
     vocabulary is OPT's byte-level BPE."""
-    k = shared_split(prompts) if isinstance(vocabulary, vocab_lib.OPTVocabulary) else 0
-    if k == 0:
+    if not isinstance(vocabulary, vocab_lib.OPTVocabulary):
         return encode(vocabulary, prompts)
-    head, *tails = encode(vocabulary, [prompts[0][:k]] + [p[k:] for p in prompts])
-    return [head + tail for tail in tails]
+    cuts = shared_cuts(prompts)
+    heads = list(dict.fromkeys(p[:k] for p, k in zip(prompts, cuts, strict=True) if k))
+    ids = encode(vocabulary, heads + [p[k:] for p, k in zip(prompts, cuts, strict=True)])
+    head_ids = dict(zip(heads, ids, strict=False))
+    tails = ids[len(heads) :]
+    return [
+        head_ids[p[:k]] + tail if k else tail
+        for p, k, tail in zip(prompts, cuts, tails, strict=True)
+    ]
 
 
 def tokenize(task: seqio.Task, examples: Sequence[common.Example]) -> list[Pair]:
