@@ -1,7 +1,7 @@
 """The training loop's own cost: `optiml.trainer.train` vs the bare jitted step, on the tiny model.
 
     .venv/bin/python benchmarks/trainer_loop.py [--steps 100] [--batch 8] [--length 64]
-        [--log_every 10] [--repeats 3]
+        [--log_every 10] [--repeats 3] [--vocab_size 50272]
 
 The same train step (tiny OPT, fp32, synthetic batches, CPU) run two ways:
   bare step   the jitted step in a Python loop over ready device batches, nothing read until
@@ -73,8 +73,9 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--log_every", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--vocab_size", type=int, default=50272, help="smaller: less compute")
     args = parser.parse_args()
-    config = opt.named_config("tiny", dtype="float32")
+    config = opt.named_config("tiny", dtype="float32", vocab_size=args.vocab_size)
     devices = f"{jax.device_count()} {jax.default_backend()} device(s)"
     print(f"tiny OPT ({param_count(config):,} params), batch {args.batch} x {args.length}, "
           f"{args.steps} steps, {devices}")  # fmt: skip
