@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -64,7 +65,7 @@ class Checkpointer:
         self.save_every = save_every
         self._saving: int | None = None  # the step of the save that may still be in flight
         self._failed = False  # a lost save was reported: the run is stopping
-        self._orbax_errors = _OrbaxErrors()  # held from here to close()
+        self._orbax_errors = _OrbaxErrors(self)  # held from here to close()
         self._remove_unfinished_saves()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=async_save, create=True
@@ -217,6 +218,7 @@ class Checkpointer:
         except Exception as e:
             raise self._lost(self._saving, e) from None
         self.check()
+        self._saving = None  # on disk: a later Orbax error is not this save's
 
     def close(self) -> None:
         """Waits for a pending save (CheckpointError if it failed, unless a failure was already
@@ -242,12 +244,19 @@ class _OrbaxErrors(logging.Filter):
     failed write) are dropped, the first line of the first kept in `first` for the
     CheckpointError that reports it (so none goes unreported); and TensorStore's "Event loop is
     closed" noise after a failed read is not printed (`_quiet_closed_event_loops`). Orbax logs
-    through absl's `absl` logger; asyncio logs the failures of Orbax's tasks no one awaited."""
+    through absl's `absl` logger; asyncio logs the failures of Orbax's tasks no one awaited.
+
+    Only a record that can belong to this Checkpointer's save is kept: one that arrives while a
+    save is in flight and names no file outside its folder. Orbax's threads may log late, e.g.
+    the failed read of another folder's damaged checkpoint after that restore returned; such a
+    record is dropped, never reported as this run's failed save.
+    """
 
     LOGGERS = ("absl", "asyncio")  # asyncio: "Task exception was never retrieved" of its tasks
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Checkpointer) -> None:
         super().__init__()
+        self.owner = owner
         self.first = ""
         for name in self.LOGGERS:
             logging.getLogger(name).addFilter(self)
@@ -256,9 +265,17 @@ class _OrbaxErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.ERROR or not _from_orbax(record):
             return True
-        if not self.first:
-            self.first = _first_line(record.exc_info[1] if record.exc_info else record.getMessage())
+        error = record.exc_info[1] if record.exc_info else record.getMessage()
+        if not self.first and self._ours(str(error)):
+            self.first = _first_line(error)
         return False
+
+    def _ours(self, text: str) -> bool:
+        """Whether an Orbax error can be this Checkpointer's failed save (see the class doc)."""
+        if self.owner._saving is None:
+            return False
+        folder = str(self.owner.directory) + os.sep
+        return all((path + os.sep).startswith(folder) for path in _LOCAL_FILE.findall(text))
 
     def close(self) -> None:
         for name in self.LOGGERS:
@@ -301,6 +318,7 @@ def _first_line(error: BaseException | str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+_LOCAL_FILE = re.compile(r'local file "([^"]+)"')  # how TensorStore names the file at fault
 _TENSORSTORE_SPEC = re.compile(r"\s*\[tensorstore_spec(\[\d+\])?='.*?'\]")
 
 

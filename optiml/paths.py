@@ -7,8 +7,11 @@ The data directory comes from one environment variable, `OPTIML_DATA_DIR` (CI se
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 DATA_DIR_ENV = "OPTIML_DATA_DIR"
 _PACKAGE = Path(__file__).resolve().parent
@@ -34,6 +37,28 @@ def data_dir(required: bool = True) -> Path | None:
             raise DataDirError(f"${DATA_DIR_ENV}={value} is not a directory.")
         return None
     return path
+
+
+def cache_per_data_dir(maxsize: int | None = None) -> Callable[[Callable], Callable]:
+    """`functools.lru_cache(maxsize)` whose key also holds $OPTIML_DATA_DIR and $TFDS_DATA_DIR as
+    they are at the call: what was read or counted in one data directory is never returned for
+    another (a notebook that points the variable elsewhere, one test after another). The wrapper
+    keeps `cache_clear()`."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.lru_cache(maxsize=maxsize)
+        def cached(_data: tuple, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            data = (os.environ.get(DATA_DIR_ENV), os.environ.get("TFDS_DATA_DIR"))
+            return cached(data, *args, **kwargs)
+
+        wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
 
 
 def _resource_dir(source_name: str, installed_name: str) -> Path:

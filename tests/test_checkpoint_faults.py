@@ -263,3 +263,30 @@ def test_a_resumed_run_keeps_one_metrics_record_per_step(tmp_path: Path) -> None
     writer.write_scalars(5, {"loss": 0.5})
     writer.close()
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+def _orbax_error(message: str) -> None:
+    """An ERROR record as Orbax's threads log one (through absl's logger, from Orbax's code)."""
+    record = logging.LogRecord(
+        "absl", logging.ERROR, "/site-packages/orbax/x.py", 1, message, (), None
+    )
+    logging.getLogger("absl").handle(record)
+
+
+def test_a_late_orbax_error_of_another_folder_is_not_this_runs_failed_save(tmp_path: Path) -> None:
+    """CI found it: the failed read of another run's damaged checkpoint, logged by Orbax's threads
+    after that restore returned, stopped the next run as "checkpoint None could not be saved"."""
+    ckpt = checkpointing.Checkpointer(tmp_path / "mine", save_every=2)
+    other = f'Error reading "x/.zarray" in OCDBT database at local file "{tmp_path}/other/6/state/"'
+    _orbax_error(other)  # no save in flight
+    ckpt.check()
+    ckpt._saving = 4  # a save in flight: another folder's error is still not ours
+    _orbax_error(other)
+    ckpt.check()
+    _orbax_error(f'Error writing local file "{tmp_path}/mine/4/state/d/0": EFBIG')
+    with pytest.raises(
+        checkpointing.CheckpointError, match="checkpoint 4 could not be saved.*EFBIG"
+    ):
+        ckpt.check()
+    ckpt._failed = True
+    ckpt.close()

@@ -22,10 +22,10 @@ more than `max_epochs` (10) times at the paper's scale stops; `<mixture>.renorma
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from dataclasses import dataclass, field
 
+from optiml import paths
 from optiml.bench import catalog, levels, names, partial_data, subsets
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def level_tasks(spec: MixtureSpec) -> list[catalog.TaskRecord]:
     return records
 
 
-@functools.cache
+@paths.cache_per_data_dir()
 def count_examples(record: catalog.TaskRecord, split: str) -> int | str:
     """Exact example count of a task's split (its loader's `count_examples`, cached), or the
     reason the task is not available: no loader yet, its data absent or malformed."""
@@ -165,7 +165,7 @@ def count_examples(record: catalog.TaskRecord, split: str) -> int | str:
         return str(err)
 
 
-@functools.cache
+@paths.cache_per_data_dir()
 def mixture_rates(mixture: str) -> MixtureRates:
     """Effective per-task rates of a registered optiml mixture (computed once from exact counts)."""
     if mixture not in MIXTURES:

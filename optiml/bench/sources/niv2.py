@@ -33,7 +33,6 @@ same texts, so one cannot train on what another evaluates.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import string
@@ -100,7 +99,7 @@ def parse_task(task_id: str, raw: dict) -> NIV2Task:
     return NIV2Task(task_id, definition, positives, tuple(instances))
 
 
-@functools.lru_cache(maxsize=64)
+@paths.cache_per_data_dir(maxsize=64)
 def load_task(task_id: str, root: Path | None = None) -> NIV2Task:
     """Read and validate `<root>/tasks/<task_id>.json` (root: $OPTIML_DATA_DIR/natinst)."""
     path = task_path(task_id, root)
@@ -286,7 +285,7 @@ def availability(root: Path | None = None) -> tuple[list[str], dict[str, str]]:
     return available, problems
 
 
-@functools.cache
+@paths.cache_per_data_dir()
 def instance_counts(task_id: str, heldout: str | None, root: Path | None = None) -> tuple[int, int]:
     """(instances, held-out instances) of a present task file (`heldout`: see split_instances)."""
     task = load_task(task_id, root)
