@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util  # noqa: F401  (gin 0.5's `include` uses importlib.util without importing it)
-import logging
 import os
 import re
 import sys
@@ -81,7 +79,7 @@ def _resolve_file(name: str, search_paths: Sequence[str]) -> str:
     )
     for candidate in candidates:
         if candidate.is_file():
-            return str(candidate)
+            return os.path.abspath(candidate)
     raise ConfigError(f"gin file {name!r} not found (searched: {', '.join(search_paths)})")
 
 
@@ -119,19 +117,22 @@ def _macro_references(value: Any) -> list[str]:
 
 
 @contextlib.contextmanager
-def _quiet_gin_search() -> Iterator[None]:
-    """gin logs `Path not found: X` for every search path an `include` misses before it hits;
-    a file that is missing everywhere still fails, with an error that names it."""
+def _gin_search(gin: Any, paths: Sequence[str]) -> Iterator[None]:
+    """While parsing, gin's `include` looks for plain files in exactly `paths`, in order.
 
-    def keep(record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Path not found:")
-
-    root = logging.getLogger()
-    root.addFilter(keep)
+    gin's own lookup first tries the working directory and then reads `runs/finetune.gin` as
+    the file `finetune.gin` of a Python package `runs` (gin.resource_reader); once the working
+    directory holds a `runs/` folder (every run writes one), `python -m` has put it on sys.path
+    as a namespace package without a file and the include fails with a TypeError. gin 0.5 has
+    no public way to set its search list, hence its two module lists are swapped here."""
+    config = gin.config
+    saved = list(config._LOCATION_PREFIXES), list(config._FILE_READERS)
+    config._LOCATION_PREFIXES[:] = [os.path.abspath(p) for p in paths]
+    config._FILE_READERS[:] = [(open, os.path.isfile)]
     try:
         yield
     finally:
-        root.removeFilter(keep)
+        config._LOCATION_PREFIXES[:], config._FILE_READERS[:] = saved
 
 
 def parse_config(files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str]):
@@ -140,15 +141,12 @@ def parse_config(files: Sequence[str], bindings: Sequence[str], search_paths: Se
     import gin
     from optiml.paths import gin_dir
 
-    # User paths first, then optiml's own configs (so `include 'models/tiny.gin'` resolves on the
-    # first try: gin logs an error line for every search path that misses), then the cwd.
+    # Includes: user paths first, then optiml's own configs, then the working directory.
     paths = [*search_paths, str(gin_dir()), os.getcwd()]
-    for path in paths:
-        gin.add_config_file_search_path(path)
     resolved = [_resolve_file(f, [os.getcwd(), *paths[:-1]]) for f in files]
 
     gin.clear_config(clear_constants=True)
-    with gin.unlock_config(), _quiet_gin_search():
+    with gin.unlock_config(), _gin_search(gin, paths):
         for file in resolved:
             try:
                 gin.parse_config_file(file)

@@ -156,3 +156,22 @@ def test_includes_resolve_in_optiml_gin_folder(job: Path) -> None:
     )
     function, _ = main.parse_config(["full.gin"], [], [])
     assert function.__name__ == "train"
+
+
+@pytest.mark.parametrize("holds_runs", [True, False])
+def test_quickstart_gin_parses_again_and_again_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, holds_runs: bool
+) -> None:
+    """`make run` twice: the first run leaves ./runs/, and `python -m` puts the working directory
+    on sys.path, so `runs` is importable as a namespace package; `include 'runs/finetune.gin'`
+    must still read optiml's gin file (gin's package lookup failed with a TypeError here)."""
+    if holds_runs:
+        (tmp_path / "runs" / "quickstart").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for _ in range(2):
+        function, model_dir = main.parse_config(
+            ["runs/quickstart.gin"], ["MODEL_DIR = 'runs/quickstart'"], []
+        )
+        assert (function.__module__, function.__name__) == ("optiml.quickstart", "run")
+        assert model_dir == "runs/quickstart"

@@ -3,7 +3,6 @@ after SIGKILL, a NaN stops the run with the last good checkpoint intact, importe
 
 from __future__ import annotations
 
-import importlib.util  # noqa: F401  (gin's `include` resolution needs it loaded)
 import json
 import os
 import subprocess
