@@ -30,20 +30,16 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
-from optiml import errors, validation
-from optiml.tf_devices import hide_gpus_from_tensorflow, quiet_tensorflow
+from optiml import cli, paths, quiet, validation
+from optiml.cli import ConfigError
 
 USAGE = (
-    "usage: python -m optiml.main --gin_file=FILE.gin [--gin_file=...] "
-    "[--gin.KEY=VALUE ...] [--gin_search_paths=DIR[,DIR...]]"
+    "usage: optiml --gin_file=FILE.gin [--gin_file=...] [--gin.KEY=VALUE ...] "
+    "[--gin_search_paths=DIR[,DIR...]] [--verbose]"
 )
 _MACRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class ConfigError(Exception):
-    """A problem with the command line or the gin configuration; the message names it."""
 
 
 def parse_args(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
@@ -117,8 +113,8 @@ def _macro_references(value: Any) -> list[str]:
 
 
 @contextlib.contextmanager
-def _gin_search(gin: Any, paths: Sequence[str]) -> Iterator[None]:
-    """While parsing, gin's `include` looks for plain files in exactly `paths`, in order.
+def _gin_search(gin: Any, folders: Sequence[str]) -> Iterator[None]:
+    """While parsing, gin's `include` looks for plain files in exactly `folders`, in order.
 
     gin's own lookup first tries the working directory and then reads `runs/finetune.gin` as
     the file `finetune.gin` of a Python package `runs` (gin.resource_reader); once the working
@@ -127,7 +123,7 @@ def _gin_search(gin: Any, paths: Sequence[str]) -> Iterator[None]:
     no public way to set its search list, hence its two module lists are swapped here."""
     config = gin.config
     saved = list(config._LOCATION_PREFIXES), list(config._FILE_READERS)
-    config._LOCATION_PREFIXES[:] = [os.path.abspath(p) for p in paths]
+    config._LOCATION_PREFIXES[:] = [os.path.abspath(p) for p in folders]
     config._FILE_READERS[:] = [(open, os.path.isfile)]
     try:
         yield
@@ -139,14 +135,13 @@ def parse_config(files: Sequence[str], bindings: Sequence[str], search_paths: Se
     """Parses gin files and bindings, validating each; returns (the function bound to RUN, the
     MODEL_DIR macro's value or None)."""
     import gin
-    from optiml.paths import gin_dir
 
     # Includes: user paths first, then optiml's own configs, then the working directory.
-    paths = [*search_paths, str(gin_dir()), os.getcwd()]
-    resolved = [_resolve_file(f, [os.getcwd(), *paths[:-1]]) for f in files]
+    folders = [*search_paths, str(paths.gin_dir()), os.getcwd()]
+    resolved = [_resolve_file(f, [os.getcwd(), *folders[:-1]]) for f in files]
 
     gin.clear_config(clear_constants=True)
-    with gin.unlock_config(), _gin_search(gin, paths):
+    with gin.unlock_config(), _gin_search(gin, folders):
         for file in resolved:
             try:
                 gin.parse_config_file(file)
@@ -198,72 +193,104 @@ def parse_config(files: Sequence[str], bindings: Sequence[str], search_paths: Se
     return function, macros.get("MODEL_DIR")
 
 
-def _write_config(model_dir: Any, text: str) -> None:
+def _write_config(model_dir: Any, text: str) -> list[Path]:
+    """Writes MODEL_DIR/config.gin; returns what did not exist before (folders outermost first,
+    then the file)."""
     if not isinstance(model_dir, str | os.PathLike):
-        return
+        return []
     path = Path(model_dir)
+    config = path / "config.gin"
+    created = [p for p in (*reversed(path.parents), path, config) if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.gin").write_text(text)
+    config.write_text(text)
+    return created
+
+
+def _remove(created: Sequence[Path]) -> None:
+    """Undoes `_write_config`: the file, then each folder it made if nothing else is inside."""
+    for path in reversed(created):
+        if path.is_file():
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def main(argv: Sequence[str]) -> Any:
-    """Parses the command line and gin config, then calls the RUN function (returns its result)."""
-    quiet_tensorflow()
+    """Parses the command line and gin config, then calls the RUN function (returns its result).
+    A run stopped by a DataDirError (no data: it never started) leaves nothing behind."""
     import gin
 
     files, bindings, search_paths = parse_args(argv)
     if not files and not bindings:
-        raise ConfigError(USAGE)
+        raise ConfigError(f"no gin file given; {USAGE} (optiml --help lists the tools)")
     function, model_dir = parse_config(files, bindings, search_paths)
     try:
         validation.check_gin_config()  # types, ranges, names, mesh: before anything runs
     except validation.SettingError as e:
         raise ConfigError(str(e)) from None
-    hide_gpus_from_tensorflow()
-    _write_config(model_dir, gin.config_str())
+    quiet.hide_gpus_from_tensorflow()
+    created: list[Path] | None = _write_config(model_dir, gin.config_str())
     try:
         with gin.config_scope(None):
             return function()
+    except paths.DataDirError:
+        _remove(created)
+        created = None
+        raise
     finally:
-        hide_gpus_from_tensorflow()
+        quiet.hide_gpus_from_tensorflow()
         try:
-            operative = gin.operative_config_str()
+            operative = gin.operative_config_str() if created is not None else ""
         except Exception:  # a failed call can leave gin unable to print; keep the full config
             operative = ""
         if operative.strip():
             _write_config(model_dir, operative)
 
 
-# `optiml <tool> ...` runs one of optiml's command-line tools; anything else is a gin run.
+class Tool(NamedTuple):
+    module: str  # its `main(argv)` runs the tool
+    summary: str  # one line for `optiml --help`
+
+
+# `optiml TOOL ...` runs one of optiml's command-line tools; anything else is a gin run.
 TOOLS = {
-    "inspect": "optiml.tools.inspect",
-    "convert": "optiml.models.convert",
-    "prepare": "optiml.pipeline.prepare",
-    "rates": "optiml.tools.rates",
-    "download": "optiml.tools.download",
-    "leakage": "optiml.tools.leakage",
-    "table": "optiml.tools.table",
-    "compare": "optiml.evaluation.compare",
-    "memory": "optiml.tools.memory",
-    "sweep": "optiml.sweep",  # the §4 ablations: variants trained, evaluated, one table
-    "lm-eval": "optiml.evaluation.harness",  # lm-eval's CLI with the `optiml` model (extra)
+    "inspect": Tool("optiml.tools.inspect", "tasks, categories, mixtures and rendered examples"),
+    "convert": Tool("optiml.models.convert", "checkpoints in and out: Hugging Face, metaseq"),
+    "prepare": Tool("optiml.pipeline.prepare", "tokenize a mixture once into the token cache"),
+    "rates": Tool("optiml.tools.rates", "a mixture's effective rates and epochs per task"),
+    "download": Tool("optiml.tools.download", "fetch missing Super-NaturalInstructions tasks"),
+    "leakage": Tool("optiml.tools.leakage", "13-gram overlap of training and evaluation tasks"),
+    "table": Tool("optiml.tools.table", "the benchmark's table next to the paper's Table 1"),
+    "compare": Tool("optiml.evaluation.compare", "two generalization reports side by side"),
+    "memory": Tool("optiml.tools.memory", "per-device memory to fine-tune a model on a mesh"),
+    "sweep": Tool("optiml.sweep", "the paper's section 4 ablations: train, evaluate, one table"),
+    "lm-eval": Tool("optiml.evaluation.harness", "lm-eval's command line with an optiml model"),
 }
+HELP = f"""{USAGE}
+       optiml TOOL [ARGS ...]    (`optiml TOOL --help` shows a tool's options)
+
+A gin run calls the function that its gin files bind to RUN; the main job:
+  optiml --gin_file=runs/quickstart.gin --gin.MODEL_DIR="'runs/quickstart'"
+Gin files are looked up in the working directory, --gin_search_paths and optiml's gin/ folder.
+
+tools:
+{chr(10).join(f"  {name:<9} {tool.summary}" for name, tool in TOOLS.items())}
+
+every command: --verbose shows every log line (TensorFlow's too); the data folder is
+${paths.DATA_DIR_ENV}; a bad configuration or data folder stops with one line and exit status 2,
+a fault the run detects (a lost save, a damaged cache) with one line and exit status 1.
+"""
 
 
-def console_main() -> None:
-    """The `optiml` console script: `optiml --gin_file=...` or `optiml TOOL ARGS` (see TOOLS)."""
-    argv = sys.argv[1:]
-    if argv and argv[0] in TOOLS:
-        result = importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
-        sys.exit(result if isinstance(result, int) else getattr(result, "exit_code", 0))
-    try:
-        main(argv)
-    except ConfigError as e:
-        print(f"optiml: {e}", file=sys.stderr)
-        sys.exit(2)
-    except errors.RunStopped as e:  # a fault the run detected: a lost save, a damaged cache...
-        print(f"optiml: {_first_line(e)}", file=sys.stderr)  # (gin appends a line of its own)
-        sys.exit(1)
+def console_main(argv: Sequence[str] | None = None) -> NoReturn:
+    """`optiml` (and `python -m optiml.main`): `optiml --gin_file=...` or `optiml TOOL ARGS`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in TOOLS:
+        cli.run(importlib.import_module(TOOLS[args[0]].module).main, args[1:])
+    if "-h" in args or "--help" in args:
+        print(HELP, end="")
+        sys.exit(0)
+    cli.run(main, args)
 
 
 if __name__ == "__main__":

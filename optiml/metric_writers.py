@@ -24,7 +24,7 @@ import jax
 from clu import metric_writers
 from clu.metric_writers import interface
 
-from optiml.tf_devices import hide_gpus_from_tensorflow
+from optiml.quiet import hide_gpus_from_tensorflow
 
 hide_gpus_from_tensorflow()  # clu imported TensorFlow: keep it off the accelerators
 

@@ -14,29 +14,50 @@ from pathlib import Path
 from typing import Any
 
 DATA_DIR_ENV = "OPTIML_DATA_DIR"
+# What the data folder holds (one folder per source; /work/shared/data/README.md): any one will do.
+DATA_FOLDERS = ("natinst", "gpt2_bpe", "promptsource", "superglue", "mmlu", "bbh", "flan", "gsm8k")
 _PACKAGE = Path(__file__).resolve().parent
 
 
-class DataDirError(FileNotFoundError):
-    """Raised when the data directory is not configured or does not exist."""
+class DataDirError(Exception):
+    """$OPTIML_DATA_DIR is unset, empty or not the data folder; the message is one line naming
+    the variable, the path read and what was expected there. Deliberately not an OSError, so
+    that no loader mistakes it for one absent task."""
+
+
+def _expected() -> str:
+    folders = ", ".join(f"{name}/" for name in DATA_FOLDERS[:3])
+    return f"the optiml data folder, holding {folders} ... (README, section Data)"
+
+
+@functools.cache
+def _checked(value: str) -> Path:
+    path = Path(value).expanduser().resolve()
+    read = value if str(path) == value else f"{value} (= {path})"
+    if not path.is_dir():
+        raise DataDirError(f"${DATA_DIR_ENV}={read} is not a directory; expected {_expected()}")
+    if not any((path / name).is_dir() for name in DATA_FOLDERS):
+        folders = ", ".join(f"{name}/" for name in DATA_FOLDERS)
+        raise DataDirError(
+            f"${DATA_DIR_ENV}={read} is not the optiml data folder: it holds none of {folders} "
+            "(README, section Data)"
+        )
+    return path
 
 
 def data_dir(required: bool = True) -> Path | None:
-    """The directory named by $OPTIML_DATA_DIR (e.g. `../shared/data`), resolved."""
-    value = os.environ.get(DATA_DIR_ENV)
-    if not value:
+    """The directory named by $OPTIML_DATA_DIR (e.g. `../shared/data`), resolved and checked to
+    hold at least one of DATA_FOLDERS. `required=False`: None instead of a DataDirError."""
+    value = os.environ.get(DATA_DIR_ENV, "")
+    try:
+        if not value.strip():
+            state = "is not set" if DATA_DIR_ENV not in os.environ else "is empty"
+            raise DataDirError(f"${DATA_DIR_ENV} {state}; set it to {_expected()}")
+        return _checked(value)
+    except DataDirError:
         if required:
-            raise DataDirError(
-                f"${DATA_DIR_ENV} is not set: point it at the optiml data directory "
-                f"(e.g. `export {DATA_DIR_ENV}=../shared/data`)."
-            )
+            raise
         return None
-    path = Path(value).expanduser().resolve()
-    if not path.is_dir():
-        if required:
-            raise DataDirError(f"${DATA_DIR_ENV}={value} is not a directory.")
-        return None
-    return path
 
 
 def cache_per_data_dir(maxsize: int | None = None) -> Callable[[Callable], Callable]:

@@ -109,10 +109,11 @@ def test_every_tool_parses_its_arguments(tool: str, capsys) -> None:
     """`optiml TOOL --help` reaches the tool's own argument parser: its usage, exit 0."""
     import importlib
 
-    module = importlib.import_module(main.TOOLS[tool])
+    tool_entry = main.TOOLS[tool]
+    entry = getattr(importlib.import_module(tool_entry.module), tool_entry.entry)
     with pytest.raises(SystemExit) as exited:
-        module.main(["--help"])
-    assert exited.value.code == 0, main.TOOLS[tool]
+        entry(["--help"])
+    assert exited.value.code == 0, tool_entry
     out = capsys.readouterr().out
     assert out.startswith("usage: ") and len(out.splitlines()) > 2, out[:500]
 

@@ -352,4 +352,6 @@ def _leaves(tree):
 
 
 if __name__ == "__main__":
-    main()
+    from optiml import cli
+
+    cli.run(main)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import seqio
+from tqdm import tqdm
 
 from optiml.pipeline import cache, direct
 from optiml.validation import number
@@ -182,7 +183,8 @@ def prepare(
         len(mine),
         len(set(names)),
     )
-    for i, name in enumerate(mine):
+    bar = tqdm(mine, desc=f"prepare {split}", unit="task", file=sys.stdout)
+    for i, name in enumerate(bar):
         status, n, error = prepare_one(
             name, cache_dir, split=split, seed=seed, overwrite=overwrite, path=path
         )
@@ -290,7 +292,11 @@ def verify(
 
 
 def main(argv: Sequence[str] | None = None) -> Report | Verification:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m optiml.pipeline.prepare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--mixture", help="a registered seqio mixture (or task) name")
     group.add_argument("--tasks", help="comma-separated registered task names")
@@ -331,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
         parser.error("--runner distributes the tasks itself: drop --num_shards / --verify")
     if not args.cache_dir and not args.verify:
         parser.error("--cache_dir is required (unless --verify)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    log.setLevel(logging.INFO)  # this tool's own progress lines (optiml.cli set up the output)
     modules = args.module or ["optiml.registry"]
     for module in modules:
         importlib.import_module(module)
@@ -372,4 +378,6 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
 
 
 if __name__ == "__main__":
-    sys.exit(main().exit_code)
+    from optiml import cli
+
+    cli.run(main)  # exits with the Report's or Verification's exit_code

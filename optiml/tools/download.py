@@ -17,7 +17,6 @@ import argparse
 import csv
 import hashlib
 import logging
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -158,7 +157,11 @@ def download_tasks(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optiml.tools.download", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m optiml.tools.download",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--dest", type=Path, default=None, help="task folder to fill")
     parser.add_argument("--base-url", default=DEFAULT_BASE_URL)
     parser.add_argument("--manifest", type=Path, default=None)
@@ -187,4 +190,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from optiml import cli
+
+    cli.run(main)

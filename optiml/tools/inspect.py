@@ -370,4 +370,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from optiml import cli
+
+    cli.run(main)

@@ -25,7 +25,6 @@ from optiml.bench import catalog, levels, mixing, names
 from optiml.bench.sources import common
 from optiml.bench.sources.common import PROMPT_SEED
 from optiml.pipeline import features, stream
-from optiml.tf_devices import quiet_tensorflow
 
 LEVELS = tuple(f for f in levels.Levels.__dataclass_fields__ if f != "left_out")
 
@@ -219,7 +218,6 @@ def export_examples(
 # -- examples ----------------------------------------------------------------------------------
 def vocabulary():
     """The shared OPT vocabulary (imports seqio and TensorFlow on first call)."""
-    quiet_tensorflow()
     from optiml.pipeline import vocab
 
     return vocab.opt_vocabulary()

@@ -26,7 +26,6 @@ import functools
 import hashlib
 import logging
 import re
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -205,7 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=number(0, float), default=THRESHOLD)
     parser.add_argument("--n", type=number(1), default=NGRAM, help="n-gram length in words")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("optiml.bench.sources").setLevel(logging.WARNING)
     pairs = all_pairs(n=args.n)
     kept = write_report(pairs, args.out, args.threshold)
@@ -215,4 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from optiml import cli
+
+    cli.run(main)

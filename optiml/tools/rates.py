@@ -56,7 +56,11 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optiml.tools.rates", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m optiml.tools.rates",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("mixture", help="e.g. optiml_mix:train (the prefix may be left out)")
     parser.add_argument("--steps", type=number(1), default=None, help="training steps")
     parser.add_argument("--batch", type=number(1), default=256, help="packed rows per step")
@@ -80,4 +84,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from optiml import cli
+
+    cli.run(main)

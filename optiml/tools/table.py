@@ -15,8 +15,6 @@ the paper's (Table 1, §1, §6.1).
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 
 from optiml.bench import levels, mixing
@@ -96,14 +94,19 @@ def render_levels(rows: Sequence[tuple], markdown: bool = True) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optiml.tools.table", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m optiml.tools.table",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--tsv", action="store_true", help="tab-separated instead of markdown")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
     print(render(benchmark_table(), markdown=not args.tsv))
     print(render_levels(level_rows(), markdown=not args.tsv), end="")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from optiml import cli
+
+    cli.run(main)
