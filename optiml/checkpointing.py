@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ class CheckpointError(errors.RunStopped):
 
 
 class Checkpointer:
-    """Saves at multiples of `save_every` (plus forced saves), keeps the newest `keep`.
+    """Saves at multiples of `save_every` (plus forced saves), keeps the newest `keep` and every
+    step in `keep_steps` (e.g. 0: the untuned model).
 
     Faults: unfinished `*.orbax-checkpoint-tmp*` folders of an earlier run are removed when it
     opens; a save first checks that the folder has room for the state (else CheckpointError, before
@@ -59,7 +61,13 @@ class Checkpointer:
     aside as `<step>.damaged` (one log line each)."""
 
     def __init__(
-        self, directory: str | Path, *, save_every: int, keep: int = 3, async_save: bool = True
+        self,
+        directory: str | Path,
+        *,
+        save_every: int,
+        keep: int = 3,
+        keep_steps: Sequence[int] = (),
+        async_save: bool = True,
     ) -> None:
         self.directory = Path(directory).absolute()
         self.save_every = save_every
@@ -67,8 +75,13 @@ class Checkpointer:
         self._failed = False  # a lost save was reported: the run is stopping
         self._orbax_errors = _OrbaxErrors(self)  # held from here to close()
         self._remove_unfinished_saves()
+        policies = ocp.checkpoint_managers
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=async_save, create=True
+            preservation_policy=policies.AnyPreservationPolicy(
+                [policies.LatestN(n=keep), policies.CustomSteps(keep_steps)]
+            ),
+            enable_async_checkpointing=async_save,
+            create=True,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 

@@ -93,6 +93,7 @@ def train(
     init_params: str | None = None,
     checkpoint_every: int = 500,
     keep_checkpoints: int = 3,
+    checkpoint_start: bool = False,
     async_checkpoints: bool = True,
     eval_data: DataFactory | None = None,
     eval_every: int = 500,
@@ -105,6 +106,8 @@ def train(
 
     `init_params`: an optiml checkpoint folder (`python -m optiml.models.convert hf-to-optiml
     facebook-opt-1.3b/ OUT`) to start from when the run directory has no checkpoint yet.
+    `checkpoint_start`: also save the state a fresh run starts from as step 0, kept whatever
+    `keep_checkpoints` says, so the untuned model can be evaluated (`evaluate(step=0)`).
     Raises NonFiniteError on a NaN/inf loss or gradient norm; the newest checkpoint on disk is
     then the last good one.
     """
@@ -128,6 +131,7 @@ def train(
         run_path / "checkpoints",
         save_every=checkpoint_every,
         keep=keep_checkpoints,
+        keep_steps=(0,) if checkpoint_start else (),
         async_save=async_checkpoints,
     )
     if checkpointer.latest_step() is not None:
@@ -143,6 +147,8 @@ def train(
     else:
         state, _ = partitioner.init(init_fn, rng)
     start = int(jax.device_get(state.step))
+    if checkpoint_start and checkpointer.latest_step() is None:
+        checkpointer.save(0, state, stream.get_state(), force=True)
 
     step_fn = partitioner.jit(
         train_step.make_train_step(
