@@ -114,6 +114,20 @@ def _cache_pair(value: Any) -> str | None:
 
 
 POSITIVE = at_least(1)
+
+
+def _level_caps(value: Any) -> str | None:
+    """An int >= 1 for every level, or {level: int >= 1}."""
+    if not isinstance(value, Mapping):
+        return POSITIVE(value)
+    from optiml.bench.levels import LEVELS
+
+    unknown = sorted(set(value) - set(LEVELS))
+    if unknown:
+        return f"unknown level(s) {unknown} (one of {list(LEVELS)})"
+    return next((f"{k}: {POSITIVE(v)}" for k, v in value.items() if POSITIVE(v)), None)
+
+
 RULES: dict[str, dict[str, Rule]] = {
     "optiml.trainer.train": {
         "steps": POSITIVE,
@@ -174,7 +188,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "phase": one_of("optiml.evaluation.plan", "PHASES"),
         "shots": each(at_least(0)),
         "max_examples": POSITIVE,
-        "max_tasks_per_level": POSITIVE,
+        "max_tasks_per_level": _level_caps,
+        "trained_on": mixture_name,
         "benchmarks": each(benchmark_name),
         "batch_size": POSITIVE,
         "max_new_tokens": POSITIVE,

@@ -43,7 +43,7 @@ def test_hand_computed_aggregation() -> None:
         "niv2": {"0": round(130 / 3, 4)},
         "promptsource": {"0": 60.0, "5": 80.0},
     }
-    assert fh["num_tasks"] == 5
+    assert fh["num_tasks"] == 3  # copa, cause_effect, bard: the rows of "tasks", not x shots
     ps = rep["levels"][PS]
     assert ps["categories"] == {"MMLU": {"5": 40.0}} and ps["combined"] == 40.0
     assert "fully_supervised" not in rep["levels"]
@@ -66,10 +66,22 @@ def test_written_files_and_markdown(tmp_path) -> None:
     assert json.loads(paths["json"].read_text()) == rep
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = paths["markdown"].read_text()
-    assert "| Fully held-out | 53.3 | 0-shot 40.0, 5-shot 80.0 |" in md
+    assert "| Fully held-out | 3 | 53.3 | 0-shot 40.0, 5-shot 80.0 |" in md
     assert "| Cause Effect | 60.0 | 80.0 |" in md
     assert "| Word Analogy | 20.0 | - |" in md
     assert report.load_report(tmp_path / "run") == rep
+
+
+def test_every_bar_is_labelled_with_its_score_zero_included() -> None:
+    import matplotlib.pyplot as plt
+
+    scores = [s for s in _scores() if s.level == FH]
+    zero = report.TaskScore("z", FH, "Zero Category", "niv2", "zero", 0, "rougeL", 0.0)
+    fig = report.figure(report.build_report([*scores, zero]))
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_text()]
+    plt.close(fig)
+    # Cause Effect (0-shot 60, 5-shot 80), Word Analogy (0-shot 20), Zero Category (0-shot 0)
+    assert sorted(labels) == ["0.0", "20.0", "60.0", "80.0"]
 
 
 def test_compare_side_by_side(tmp_path, capsys) -> None:

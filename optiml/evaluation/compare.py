@@ -109,9 +109,26 @@ def render(a: str, b: str) -> str:
     return compare(load_report(a), load_report(b), names=(a, b))
 
 
+def summary(a: Mapping[str, Any], b: Mapping[str, Any], names: Sequence[str] = ("A", "B")) -> str:
+    """One markdown row per level: its tasks, A's and B's combined scores and B - A, e.g.
+    `| Fully supervised | 9 | 0.0 | 48.1 | +48.1 |`."""
+    name_a, name_b = names
+    lines = [f"| level | tasks | {name_a} | {name_b} | change |", "|---|---|---|---|---|"]
+    for level in LEVELS:
+        la, lb = a["levels"].get(level), b["levels"].get(level)
+        if la is None and lb is None:
+            continue
+        x, y = (la or {}).get("combined"), (lb or {}).get("combined")
+        cells = [LEVEL_TITLES[level], str((lb or la)["num_tasks"]), _cell(x), _cell(y), _diff(x, y)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m optiml.evaluation.compare", description=__doc__
+        prog="python -m optiml.evaluation.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("a", help="first report.json, run directory or paper:MODEL")
     parser.add_argument("b", help="second report.json, run directory or paper:MODEL")
@@ -126,4 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from optiml import cli
+
+    cli.run(main)

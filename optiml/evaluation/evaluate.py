@@ -11,24 +11,23 @@ with `runs/eval.gin` holding `from optiml.evaluation import evaluate`, `RUN =
 @evaluate.evaluate`, `evaluate.evaluate.run_dir = %MODEL_DIR` and `evaluate.evaluate.model_config
 = %MODEL_CONFIG`. The jobs live in their own modules: `plan` (which tasks, from the levels),
 `registration` (the tasks with metrics), `runner` (resumable, one result file per task), and
-`optiml.checkpointing.restore_params` (the params of a training run).
+`optiml.models.formats.read` (the params of any checkpoint, a training run's included).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 
-from optiml import checkpointing, fingerprint, partitioning
+from optiml import fingerprint, partitioning
 from optiml.evaluation import paper
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.inference import Inferencer
 from optiml.evaluation.plan import EvalTask, paper_plan, plan_from_registry
 from optiml.evaluation.runner import run_plan
-from optiml.models import convert, opt, quantize
+from optiml.models import formats, opt, quantize
 
 
 def evaluate(
@@ -37,13 +36,13 @@ def evaluate(
     model_config: opt.OPTConfig,
     params: Any = None,
     params_dir: str | None = None,
-    train_dir: str | None = None,
     step: int | None = None,
     phase: str = "dev",
     plan: Sequence[EvalTask] | None = None,
     shots: Sequence[int] | None = None,
     max_examples: int | None = 250,
-    max_tasks_per_level: int | None = None,
+    max_tasks_per_level: int | Mapping[str, int] | None = None,
+    trained_on: str | None = None,
     benchmarks: Sequence[str] | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 256,
@@ -58,18 +57,21 @@ def evaluate(
     weight_kind: str = "int",
     weight_block: int = 64,
     on_stale: str = "rerun",
+    print_report: bool = True,
 ) -> dict[str, Any]:
     """Evaluates a model on the OPT-IML levels and writes/prints the generalization report.
 
-    The model, one of: `params` (a pytree); `params_dir` (an optiml checkpoint folder written by
-    `python -m optiml.models.convert` / `convert.save_params`); `train_dir` (a training run:
-    the params of its newest checkpoint, or of `step`); none of them: `run_dir` itself as the
-    training run (train then evaluate into one directory). `mesh`: None is one data-parallel
-    mesh over every device. The plan: `plan` if given; else with `paper_tables` (e.g. ["10",
-    "11", "12", "13"]) the paper's protocol for those tables (`plan.paper_plan`: test splits,
-    the tables' shots, `max_examples` None = all); else `plan_from_registry(phase, shots,
-    max_examples, benchmarks, max_tasks_per_level)`. Rank tasks score each option's summed
-    log-likelihood with its EOS (`include_eos`) and rank them as `length_normalization` says
+    The model, one of: `params` (a pytree); `params_dir`, any checkpoint `optiml.models.formats`
+    reads: a folder written by `python -m optiml.models.convert`, a training run (its folder,
+    its `checkpoints/` or one `checkpoints/<step>`; the newest step unless `step` is given, e.g.
+    0 for the untuned model of a run trained with `checkpoint_start`), an HF folder, metaseq .pt
+    files; neither: `run_dir` itself as the training run (train, then evaluate into one folder).
+    `mesh`: None is one data-parallel mesh over every device. The plan: `plan` if given; else
+    with `paper_tables` (e.g. ["10", "11", "12", "13"]) the paper's protocol for those tables
+    (`plan.paper_plan`: test splits, the tables' shots, `max_examples` None = all); else
+    `plan_from_registry(phase, shots, max_examples, benchmarks, max_tasks_per_level,
+    trained_on)`. Rank tasks score each option's summed log-likelihood with its EOS
+    (`include_eos`) and rank them as `length_normalization` says
     ("none", "tokens", "characters"); the defaults are the paper's (see rank_classification) and
     the report states them. Per-task results go to `<run_dir>/eval/`, so a rerun resumes. The
     report sets the run beside `paper_model`'s published numbers (a slug such as
@@ -84,25 +86,25 @@ def evaluate(
     quantize.check(weights, weight_block)
     if paper_model is not None:
         paper.resolve_model(paper_model)  # an unknown name fails now, not after the evaluation
-    given = [n for n, v in (("params", params), ("params_dir", params_dir),
-                            ("train_dir", train_dir)) if v is not None]  # fmt: skip
-    if len(given) > 1:
-        raise ValueError(f"evaluate() takes one model source, got {given}")
+    if params is not None and params_dir is not None:
+        raise ValueError("evaluate() takes one model source, got params and params_dir")
     partitioner = partitioning.Partitioner.create(mesh or partitioning.MeshConfig())
     abstract, shardings = partitioner.abstract_init(
         lambda rng: opt.init_params(model_config, rng, unbox=False), jax.random.key(0)
     )
     if params is not None:
         params = jax.device_put(params, shardings)
-    elif params_dir is not None:
-        params, _ = convert.load_params(params_dir, target=abstract)
     else:
-        checkpoints = Path(train_dir or run_dir) / "checkpoints"
-        step = checkpointing.newest_step(checkpoints) if step is None else step
-        params = checkpointing.restore_params(checkpoints, abstract, step)
+        source = params_dir if params_dir is not None else run_dir
+        if formats.detect(source) != "train":
+            step = None  # (a step names a training checkpoint only)
+        elif step is None:
+            step = formats.train_step(source)
+        params, _ = formats.read(source, step=step, target=abstract, config=model_config)
+        params = jax.device_put(params, shardings)  # HF / metaseq weights come as host arrays
     provenance = {
         "weights": fingerprint.weights_fingerprint(params),
-        "step": step if params_dir is None else None,
+        "step": step,
         "weight_format": weights if weights == "float" else f"{weights}/{weight_block}",
         "max_new_tokens": max_new_tokens,
     }
@@ -120,6 +122,7 @@ def evaluate(
             max_examples=max_examples,
             benchmarks=benchmarks,
             max_tasks_per_level=max_tasks_per_level,
+            trained_on=trained_on,
             scoring=scoring,
         )
     inferencer = Inferencer(
@@ -130,8 +133,7 @@ def evaluate(
         max_new_tokens=max_new_tokens,
         share_prompts=share_prompts,
     )
-    title = title or f"{phase} ({len(plan)} tasks)"
     return run_plan(
-        plan, inferencer, run_dir, provenance=provenance, on_stale=on_stale, title=title,
-        paper_model=paper_model,
+        plan, inferencer, run_dir, provenance=provenance, on_stale=on_stale, title=title or phase,
+        paper_model=paper_model, print_fn=print if print_report else None,
     )  # fmt: skip

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import seqio
 
@@ -69,7 +69,8 @@ def plan_from_registry(
     shots: Sequence[int] | None = None,
     max_examples: int | None = 250,
     benchmarks: Sequence[str] | None = None,
-    max_tasks_per_level: int | None = None,
+    max_tasks_per_level: int | Mapping[str, int] | None = None,
+    trained_on: str | None = None,
     scoring: rc.Scoring = rc.PAPER,
 ) -> list[EvalTask]:
     """The evaluation plan of the OPT-IML levels from `optiml.registry`.
@@ -83,8 +84,10 @@ def plan_from_registry(
     report, never averaged with the k-shot ones), and dropped if another variant reached that
     k already. Tasks without local data, or outside the three levels, are logged and skipped.
     `max_tasks_per_level` keeps the first N tasks of each benchmark in each level (quick runs
-    that still cover every benchmark: generation and rank classification). `scoring`: how rank
-    tasks score options.
+    that still cover every benchmark: generation and rank classification); a {level: N} mapping
+    caps only the levels it names. `trained_on`: the training mixture (e.g.
+    "optiml_mix:quickstart"); the fully supervised level then holds only its tasks, the ones the
+    model saw. `scoring`: how rank tasks score options.
     """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; one of {list(PHASES)}")
@@ -94,6 +97,7 @@ def plan_from_registry(
     if phase == "test":  # evaluation-only benchmarks placed in a level (MMLU: partially held out)
         records += [r for r in lv.eval_only if lv.level_of(r) is not None]
     registered = set(seqio.TaskRegistry.names())
+    trained = _mixture_tasks(trained_on) if trained_on is not None else None
     plan: list[EvalTask] = []
     per_level: dict[tuple[str, str], int] = {}
     for record in records:
@@ -102,6 +106,8 @@ def plan_from_registry(
         level = lv.level_of(record)
         if level is None:
             logging.info("%s: in none of the three levels, not evaluated", record.name)
+            continue
+        if level == "fully_supervised" and trained is not None and record.name not in trained:
             continue
         if record.name not in registered:
             logging.info("%s: no loader registered it, not evaluated", record.name)
@@ -112,7 +118,12 @@ def plan_from_registry(
         if isinstance(count, str) or count == 0:
             continue
         key = (level, record.benchmark)
-        if max_tasks_per_level is not None and per_level.get(key, 0) >= max_tasks_per_level:
+        cap = (
+            max_tasks_per_level.get(level)
+            if isinstance(max_tasks_per_level, Mapping)
+            else max_tasks_per_level
+        )
+        if cap is not None and per_level.get(key, 0) >= cap:
             continue
         per_level[key] = per_level.get(key, 0) + 1
         loader = catalog.loader(record.benchmark)
@@ -215,3 +226,10 @@ def paper_plan(
     if not plan:
         raise ValueError(f"no task of the paper's Tables {', '.join(tables)} is available locally")
     return list(plan.values())
+
+
+def _mixture_tasks(mixture: str) -> set[str]:
+    """The task names (`optiml:niv2:task195_...`) of one of optiml's mixtures."""
+    if mixture not in mixing.MIXTURES:
+        raise ValueError(f"trained_on={mixture!r}: not one of optiml's mixtures")
+    return {r.name for r in mixing.level_tasks(mixing.MIXTURES[mixture])}

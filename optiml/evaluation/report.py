@@ -104,7 +104,7 @@ def _level_report(scores: list[TaskScore]) -> dict[str, Any]:
         "benchmarks": nested({k: _mean(v) for k, v in benchmarks.items()}),
         "shots": {str(k): round(_mean(v), 4) for k, v in sorted(per_shots.items())},
         "combined": round(_mean(per_category.values()), 4),
-        "num_tasks": len({s.task for s in scores}),
+        "num_tasks": len({(s.category, s.name) for s in scores}),  # rows of "tasks", not x shots
     }
 
 
@@ -160,10 +160,12 @@ def format_markdown(report: Mapping[str, Any]) -> str:
     lines += [f"- {note}" for note in report.get("notes", [])] + (
         [""] if report.get("notes") else []
     )
-    summary = ["| level | " + " | ".join(["combined", "per shots"]) + " |", "|---|---|---|"]
+    summary = ["| level | tasks | combined | per shots |", "|---|---|---|---|"]
     for level, data in report["levels"].items():
         shots = ", ".join(f"{k}-shot {v:.1f}" for k, v in data["shots"].items())
-        summary.append(f"| {LEVEL_TITLES[level]} | {data['combined']:.1f} | {shots} |")
+        summary.append(
+            f"| {LEVEL_TITLES[level]} | {data['num_tasks']} | {data['combined']:.1f} | {shots} |"
+        )
     lines += summary + [""]
     for level, data in report["levels"].items():
         lines += [f"## {LEVEL_TITLES[level]} ({data['num_tasks']} tasks)", ""]
@@ -176,7 +178,18 @@ def format_markdown(report: Mapping[str, Any]) -> str:
 
 
 def plot_report(report: Mapping[str, Any], path: str | Path) -> None:
-    """One bar chart per level: category scores, one bar per shot setting."""
+    """Writes `figure(report)` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def figure(report: Mapping[str, Any]) -> Any:
+    """One bar chart per level: category scores, one bar per shot setting, each labelled with its
+    value (so that a score of 0 shows as "0.0" rather than as nothing; a shot setting a category
+    was not evaluated at has no bar and no label)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,17 +208,19 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> None:
         columns = _shot_columns(data["categories"])
         width = 0.8 / max(len(columns), 1)
         for i, shots in enumerate(columns):
-            values = [data["categories"][n].get(shots, 0.0) for n in names]
+            values = [data["categories"][n].get(shots) for n in names]  # None: not evaluated
             xs = [x + i * width for x in range(len(names))]
-            ax.bar(xs, values, width=width, label=f"{shots}-shot")
+            heights = [0.0 if v is None else v for v in values]
+            bars = ax.bar(xs, heights, width=width, label=f"{shots}-shot")
+            labels = ["" if v is None else f"{v:.1f}" for v in values]
+            ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
         ax.set_xticks([x + width * (len(columns) - 1) / 2 for x in range(len(names))])
         ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
         ax.set_ylim(0, 100)
         ax.set_ylabel("score")
         ax.set_title(f"{LEVEL_TITLES[level]}: combined {data['combined']:.1f}")
         ax.legend(fontsize=8)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def write_report(report: Mapping[str, Any], run_dir: str | Path) -> dict[str, Path]:

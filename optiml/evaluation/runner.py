@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 import jax
 import seqio
 import tensorflow as tf
+from tqdm import tqdm
 
 from optiml import errors
 from optiml.evaluation import rank_classification as rc
@@ -234,7 +236,8 @@ def run_plan(
         raise ValueError(f"tasks planned twice: {duplicates}")
     saved = _saved(plan, run_dir, provenance, on_stale)
     records = []
-    for i, spec in enumerate(plan):
+    bar = tqdm(plan, desc="evaluate", unit="task", file=sys.stdout, disable=not chief)
+    for i, spec in enumerate(bar):
         path = result_path(run_dir, spec)
         if spec.task in saved:
             record = saved[spec.task]

@@ -63,6 +63,17 @@ def _checkpoints_dir(path: Path) -> Path | None:
     return None
 
 
+def train_step(path: str | Path) -> int | None:
+    """The step a training checkpoint `path` stands for: a `checkpoints/<step>` folder's own step,
+    else its run's newest complete step (None: no checkpoint yet)."""
+    from optiml import checkpointing
+
+    path = Path(path)
+    if _STEP.match(path.name) and (path / "state").is_dir():
+        return int(path.name)
+    return checkpointing.newest_step(_checkpoints_dir(path))
+
+
 def _run_dir(path: Path) -> Path:
     """The training run folder that holds optiml_config.json."""
     checkpoints = _checkpoints_dir(path)
@@ -117,6 +128,7 @@ def read(
         from optiml import checkpointing
 
         abstract = opt.abstract_params(config) if target is None else target
+        step = train_step(path) if step is None else step
         return checkpointing.restore_params(_checkpoints_dir(path), abstract, step), config
     if kind == "hf":
         reader = hf.HFReader(path)
