@@ -272,6 +272,18 @@ def _benchmark_shares(
     return shares, missing
 
 
+# The README's main job (gin/runs/quickstart.gin) tunes a tiny random model on a CPU in minutes:
+# NIV2 sentiment and emotion classification tasks with short prompts and one-word answers, all
+# `supervised`, so that their held-out instances are the report's fully supervised level. A subset
+# by design, for 100 steps rather than the paper's 4000: no partial-data limit (max_epochs inf).
+QUICKSTART_TASKS = (
+    "task195_sentiment140_classification", "task196_sentiment140_answer_generation",
+    "task363_sst2_polarity_classification", "task397_semeval_2018_task1_tweet_anger_detection",
+    "task398_semeval_2018_task1_tweet_joy_detection", "task761_app_review_classification",
+    "task833_poem_sentiment_classification", "task843_financial_phrasebank_classification",
+    "task888_reviews_classification", "task923_event2mind_classifier",
+)  # fmt: skip
+
 DEFAULT_MIXTURES = {
     # training (read with split "train")
     "train": MixtureSpec("train", "train", opt_iml_recipe()),
@@ -286,6 +298,13 @@ DEFAULT_MIXTURES = {
         benchmarks=("niv2",),
     ),
     "niv2_all": MixtureSpec("niv2", "train"),
+    "quickstart": MixtureSpec(
+        "train",
+        "train",
+        MixingConfig(proportions={"niv2": 1.0}, extra_shares={}, max_epochs=float("inf")),
+        benchmarks=("niv2",),
+        tasks=QUICKSTART_TASKS,
+    ),
     # evaluation (split "test"; dev with "validation")
     "fully_heldout": MixtureSpec("fully_heldout", "test"),
     "partially_heldout": MixtureSpec("partially_heldout", "test"),
