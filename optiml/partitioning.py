@@ -112,9 +112,13 @@ class DistributedConfig:
     auto: bool = False
 
 
+_ALONE: list[bool] = []  # set once `auto` found no cluster: this process runs on its own
+
+
 def initialize_distributed(config: DistributedConfig | None = None) -> bool:
     """Joins a `jax.distributed` job if configured (arguments or environment); returns whether the
-    process is now part of a multi-process job. Call before anything touches a JAX device."""
+    process is now part of a multi-process job. Call before anything touches a JAX device; a
+    second call gives the first one's answer (optiml.validation counts the devices first)."""
     config = config or DistributedConfig()
     if jax.distributed.is_initialized():
         return True
@@ -123,13 +127,14 @@ def initialize_distributed(config: DistributedConfig | None = None) -> bool:
     num = config.num_processes or _env_int("OPTIML_NUM_PROCESSES")
     pid = config.process_id if config.process_id is not None else _env_int("OPTIML_PROCESS_ID")
     if address is None and num is None and pid is None:
-        if not config.auto:
+        if not config.auto or _ALONE:
             return False
         try:
             jax.distributed.initialize()  # TPU pod slices, SLURM, Open MPI, ... find themselves
         except ValueError as e:  # raised before any connection when no cluster is detected
             if "coordinator_address" not in str(e):
                 raise
+            _ALONE.append(True)
             return False  # a single process on its own
         except RuntimeError as e:
             raise RuntimeError(

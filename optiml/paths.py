@@ -27,7 +27,7 @@ class DataDirError(Exception):
 
 def _expected() -> str:
     folders = ", ".join(f"{name}/" for name in DATA_FOLDERS[:3])
-    return f"the optiml data folder, holding {folders} ... (README, section Data)"
+    return f"the optiml data folder, holding {folders}, ... (README, section Data)"
 
 
 @functools.cache

@@ -131,7 +131,7 @@ def _print_summary(
 def _latest_step(model_dir: str) -> int:
     from optiml import checkpointing
 
-    step = checkpointing.latest_step(Path(model_dir) / "checkpoints")
+    step = checkpointing.newest_step(Path(model_dir) / "checkpoints")
     if step is None:
         raise FileNotFoundError(f"no training checkpoint in {model_dir}/checkpoints")
     return step

@@ -54,6 +54,19 @@ def test_save_period_retention_and_data_state(tmp_path):
     reopened.close()
 
 
+def test_kept_steps_outlive_the_retention(tmp_path):
+    """checkpoint_start's step 0 (the untuned model) stays however many newer steps follow."""
+    partitioner = Partitioner.create(MeshConfig(data=8))
+    state, _ = _init(partitioner)
+    ckpt = checkpointing.Checkpointer(tmp_path, save_every=1, keep=1, keep_steps=(0,))
+    for step in range(4):
+        ckpt.save(step, state.replace(step=step), None)
+    ckpt.close()
+    assert ckpt.all_steps() == [0, 3]
+    assert checkpointing.newest_step(tmp_path) == 3
+    assert checkpointing.newest_step(tmp_path / "nothing") is None
+
+
 def test_restore_onto_another_mesh(tmp_path):
     source = Partitioner.create(MeshConfig(data=4, model=2))
     state, _ = _init(source)

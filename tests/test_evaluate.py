@@ -290,8 +290,59 @@ def test_evaluate_a_tiny_model_on_the_registry(data_dir, tmp_path) -> None:
     assert all(r["provenance"] == provenance for r in records)
     with pytest.raises(ValueError, match="one model source"):
         evaluate.evaluate(params=params, params_dir="x", **kwargs)
-    with pytest.raises(FileNotFoundError, match="no training checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no such checkpoint file or folder"):
         evaluate.evaluate(**{**kwargs, "run_dir": str(tmp_path / "empty")})
+
+
+@pytest.mark.slow
+def test_params_dir_takes_a_training_run_and_a_step(tmp_path) -> None:
+    """A training run's folder or one of its step folders evaluates that step's params."""
+    import jax
+    import optax
+
+    from optiml import checkpointing
+    from optiml.models import convert, opt
+    from optiml.train_step import TrainState
+
+    config = opt.named_config("tiny", dtype="float32")
+    run = tmp_path / "train"
+    convert.save_config(run, config)  # what the trainer writes
+    saver = checkpointing.Checkpointer(run / "checkpoints", save_every=1, async_save=False)
+    by_step = {step: opt.init_params(config, jax.random.key(step)) for step in (0, 5)}
+    for step, params in by_step.items():
+        state = TrainState.create(apply_fn=None, params=params, tx=optax.sgd(0.1))
+        saver.save(step, state, None, force=True)
+    saver.close()
+    rank, gen = _register()
+
+    def scores(name: str, **source) -> list[float]:
+        report = evaluate.evaluate(
+            run_dir=str(tmp_path / name), model_config=config, plan=_plan(rank, gen),
+            max_new_tokens=4, print_report=False, **source,
+        )  # fmt: skip
+        return [s["score"] for s in report["scores"]]
+
+    expected = scores("params_0", params=by_step[0])
+    assert scores("run_step_0", params_dir=str(run), step=0) == expected
+    assert scores("step_folder_0", params_dir=str(run / "checkpoints" / "0")) == expected
+    assert scores("newest", params_dir=str(run)) == scores("params_5", params=by_step[5])
+
+
+@pytest.mark.data
+def test_the_fully_supervised_level_holds_the_tasks_trained_on(data_dir) -> None:
+    from optiml.bench import mixing
+
+    specs = plan.plan_from_registry(
+        phase="dev", shots=(0,), benchmarks=("niv2",), trained_on="optiml_mix:quickstart",
+        max_tasks_per_level={"fully_heldout": 2, "partially_heldout": 1},
+    )  # fmt: skip
+    by_level: dict[str, set[str]] = {}
+    for s in specs:
+        by_level.setdefault(s.level, set()).add(s.subtask)
+    assert by_level["fully_supervised"] == set(mixing.QUICKSTART_TASKS)  # all ten, uncapped
+    assert len(by_level["fully_heldout"]) == 2 and len(by_level["partially_heldout"]) == 1
+    with pytest.raises(ValueError, match="trained_on='optiml_mix:nope'"):
+        plan.plan_from_registry(phase="dev", trained_on="optiml_mix:nope")
 
 
 def test_eval_gin_binds_the_runner() -> None:

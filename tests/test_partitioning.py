@@ -4,6 +4,10 @@ on every mesh (1 device, 8x1 data, 4x2 data x model, 2x4 fsdp x model)."""
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -142,6 +146,24 @@ def test_distributed_is_left_alone_unless_configured(monkeypatch):
     monkeypatch.setenv("OPTIML_NUM_PROCESSES", "two")
     with pytest.raises(ValueError, match="OPTIML_NUM_PROCESSES='two' is not an integer"):
         partitioning.initialize_distributed()
+
+
+def test_auto_asked_twice_in_a_fresh_process_keeps_its_first_answer():
+    """`make run`: optiml.main's validation joins (no cluster: alone) and counts the devices,
+    then the trainer asks again; that used to fail because JAX had touched a device."""
+    code = (
+        "import jax; from optiml import partitioning as p; c = p.DistributedConfig(auto=True); "
+        "print(p.initialize_distributed(c), jax.device_count() > 0, p.initialize_distributed(c))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIML_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.stdout.split() == ["False", "True", "False"], proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("constrain", [False, True])

@@ -28,7 +28,7 @@ def test_train_then_the_untuned_and_the_tuned_model_side_by_side(
 ) -> None:
     from optiml import checkpointing
 
-    monkeypatch.setattr(checkpointing, "latest_step", lambda directory: 100)
+    monkeypatch.setattr(checkpointing, "newest_step", lambda directory: 100)
     calls = []
 
     def evaluate(**kwargs):
