@@ -115,5 +115,5 @@ def test_tool_help_keeps_its_examples_on_their_own_lines(capsys: pytest.CaptureF
     code, out, _ = _exit(capsys, ["download", "--help"])
     assert code == 0
     assert out.splitlines()[0].startswith("usage: python -m optiml.tools.download")
-    example = "    python -m optiml.tools.download" + " " * 23 + "# into $OPTIML_DATA_DIR/natinst/tasks"
-    assert example in out.splitlines()
+    example = "    python -m optiml.tools.download" + " " * 23 + "# into $OPTIML_DATA_DIR/natinst"
+    assert example + "/tasks" in out.splitlines()
