@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 OPTIML_DATA_DIR ?= $(abspath ../shared/data)
 export OPTIML_DATA_DIR
 RUN_DIR ?= runs/quickstart
+RUN_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: run test lint venv clean
@@ -20,7 +21,7 @@ $(VENV)/.installed: requirements.lock setup.py
 	touch $@
 
 run: venv
-	$(PY) -m optiml.main --gin_file=runs/quickstart.gin --gin.MODEL_DIR="'$(RUN_DIR)'"
+	$(PY) -m optiml.main --gin_file=runs/quickstart.gin --gin.MODEL_DIR="'$(RUN_DIR)'" $(RUN_ARGS)
 
 test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)

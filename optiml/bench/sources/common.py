@@ -172,29 +172,20 @@ def function_source(task: str, examples_fn: Callable[[str], Sequence[Example]]):
     import seqio
 
     def dataset_fn(split: str, shuffle_files: bool = False, seed: int | None = None):
-        import tensorflow as tf
-
         del shuffle_files, seed  # order is the loader's; shuffling is seqio's
-        examples = list(examples_fn(split))
-
-        def gen():
-            for e in examples:
-                yield {
-                    "id": e.id,
-                    "task": task,
-                    "inputs": e.inputs,
-                    "targets": e.targets,
-                    "references": list(e.references) or [e.targets.strip()],
-                    "options": list(e.options),
-                    "label": e.label,
-                }
-
-        scalar = tf.TensorSpec([], tf.string)
-        signature = {k: scalar for k in ("id", "task", "inputs", "targets")}
-        signature["references"] = tf.TensorSpec([None], tf.string)
-        signature["options"] = tf.TensorSpec([None], tf.string)
-        signature["label"] = tf.TensorSpec([], tf.int32)
-        return tf.data.Dataset.from_generator(gen, output_signature=signature)
+        rows = [
+            {
+                "id": e.id,
+                "task": task,
+                "inputs": e.inputs,
+                "targets": e.targets,
+                "references": list(e.references) or [e.targets.strip()],
+                "options": list(e.options),
+                "label": e.label,
+            }
+            for e in examples_fn(split)
+        ]
+        return in_memory_dataset(rows, {**TEXT_FIELDS, "options": [str], "label": int})
 
     source = seqio.FunctionDataSource(dataset_fn, splits=SPLITS)
     _PYTHON_EXAMPLES[source] = examples_fn
@@ -208,6 +199,34 @@ def python_examples(source: Any) -> Callable[[str], Sequence[Example]] | None:
         return _PYTHON_EXAMPLES.get(source)
     except TypeError:  # not weak-referenceable: not ours
         return None
+
+
+# A source row: scalar strings and the reference answers (a list of strings).
+TEXT_FIELDS = {"id": str, "task": str, "inputs": str, "targets": str, "references": [str]}
+
+
+def in_memory_dataset(rows: Sequence[dict[str, Any]], fields: dict[str, Any]) -> Any:
+    """A tf.data.Dataset of `rows`, whose `fields` are `str`, `int` (int32) or `[str]` (a
+    variable-length list), sliced from tensors. Not `Dataset.from_generator`: TensorFlow
+    finalizes a generator's iterator with `KeyError: np.int64(5)` and a traceback when a
+    pipeline is torn down before that iterator's first element, e.g. a mixture's repeated tasks
+    after the first batch."""
+    import tensorflow as tf
+
+    dtypes = {str: tf.string, int: tf.int32}
+    columns = {}
+    for name, kind in fields.items():
+        values = [row[name] for row in rows]
+        if isinstance(kind, list):  # ragged [rows, None] -> each row a [None] tensor
+            flat = [item for value in values for item in value]
+            columns[name] = tf.RaggedTensor.from_row_lengths(
+                tf.constant(flat, dtypes[kind[0]], shape=[len(flat)]),
+                tf.constant([len(value) for value in values], tf.int64),
+            )
+        else:
+            columns[name] = tf.constant(values, dtypes[kind], shape=[len(values)])
+    # map: the ragged rows' RaggedTensorSpec([None], ragged_rank=0) becomes TensorSpec([None])
+    return tf.data.Dataset.from_tensor_slices(columns).map(lambda row: row)
 
 
 def lazy_source(examples_fn: Callable[..., Sequence[Example]]) -> Callable[..., Any]:
