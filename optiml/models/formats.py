@@ -6,8 +6,9 @@
 Formats (`detect`):
 - "optiml": a folder with `optiml_config.json` and `params/` (`convert.save_params`);
 - "train": a training run (`optiml.trainer.train`'s run directory, its `checkpoints/` or one
-  `checkpoints/<step>`), the params of the newest complete step unless `step` is given; the model
-  config is the run's `optiml_config.json`, which the trainer writes;
+  `checkpoints/<step>`), the params of that step folder's step, else of the newest complete step
+  unless `step` is given; the model config is the run's `optiml_config.json` (the trainer
+  writes it);
 - "hf": a folder with `config.json` and OPT weights (safetensors or .bin, sharded or not);
 - "metaseq": a `.pt` file, or a folder of them (consolidated or `model_part-{i}`).
 
@@ -128,7 +129,7 @@ def read(
         from optiml import checkpointing
 
         abstract = opt.abstract_params(config) if target is None else target
-        step = train_step(path) if step is None else step
+        step = train_step(path) if step is None else step  # `checkpoints/60`: step 60
         return checkpointing.restore_params(_checkpoints_dir(path), abstract, step), config
     if kind == "hf":
         reader = hf.HFReader(path)
