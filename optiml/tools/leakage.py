@@ -204,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=number(0, float), default=THRESHOLD)
     parser.add_argument("--n", type=number(1), default=NGRAM, help="n-gram length in words")
     args = parser.parse_args(argv)
+    log.setLevel(logging.INFO)  # this tool's own progress lines (optiml.cli set up the output)
     logging.getLogger("optiml.bench.sources").setLevel(logging.WARNING)
     pairs = all_pairs(n=args.n)
     kept = write_report(pairs, args.out, args.threshold)
