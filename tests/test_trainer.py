@@ -56,7 +56,7 @@ def test_quickstart_gin_runs_through_main(tmp_path):
         assert np.isfinite(metrics[key]), key
     assert 10.0 < metrics["loss"] < 11.5  # ln(50272) = 10.8 for a fresh model
     assert list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard events"
-    assert sorted(os.listdir(run_dir / "checkpoints")) == ["2", "4"]
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["0", "2", "4"]  # 0: the untuned model
     assert "BATCH_SIZE = 8" in (run_dir / "config.gin").read_text()
 
 
