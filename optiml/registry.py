@@ -25,7 +25,7 @@ import logging
 
 import seqio
 
-from optiml.bench import catalog, mixing, names
+from optiml.bench import catalog, levels, mixing, names
 from optiml.bench.sources import common
 from optiml.pipeline import vocab as vocab_lib
 
@@ -95,6 +95,21 @@ def register_mixture(mixture: str, spec: mixing.MixtureSpec) -> str:
     else:
         log.info("mixture %s has no task with a loader yet: not registered with seqio", name)
     return name
+
+
+def register_roles(config: levels.LevelConfig) -> list[str]:
+    """Registers again, with the `supervised` role, the tasks `config.supervised_tasks` makes
+    fully supervised (each variant too), so that their splits hold out 10% of their instances;
+    returns their names. For the process that trains and evaluates with `config` (the
+    quickstart); every other use of these names in that process then sees the held-out split."""
+    lv = levels.build_levels(config)
+    done = []
+    for record in lv.fully_supervised:
+        if record.name in config.supervised_tasks:
+            loader = catalog.loader(record.benchmark)
+            done.append(register_task(record, loader))
+            done += [register_task(record, loader, v) for v in common.variants(loader)]
+    return done
 
 
 def register_all() -> tuple[list[str], list[str]]:

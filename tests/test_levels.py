@@ -182,3 +182,17 @@ def test_no_task_and_no_instance_leaks_from_training_into_evaluation(data_dir, m
     train_sets = {records[n].dataset for n in train_tasks if n not in shared}
     eval_sets = {records[n].dataset for n in eval_tasks if n not in shared}
     assert not (train_sets & eval_sets) - set(levels.BROAD_SOURCES)
+
+
+def test_supervised_tasks_makes_training_tasks_fully_supervised():
+    """The quickstart's levels: its ten NIV2 training tasks are fully supervised (in dev and
+    test), since the local data holds none of the paper's fully supervised tasks."""
+    names = set(mixing.QUICKSTART_LEVELS.supervised_tasks)
+    default, quick = levels.build_levels(), levels.build_levels(mixing.QUICKSTART_LEVELS)
+    assert not names & {r.name for r in default.fully_supervised}
+    assert names <= {r.name for r in default.train}
+    for part in (quick.fully_supervised, quick.dev, quick.test):
+        assert names <= {r.name for r in part if r.role == "supervised"}
+    assert names <= {r.name for r in quick.train}
+    with pytest.raises(ValueError, match="are not training tasks"):
+        levels.build_levels(levels.LevelConfig(supervised_tasks=("optiml:niv2:nope",)))

@@ -154,3 +154,30 @@ def test_seqio_sample_equals_the_pure_python_rendering(registry, name, split):
         assert ex["inputs_pretokenized"].decode() == want.inputs
         assert ex["inputs"].tolist() == vocab.encode(want.inputs)
         assert ex["targets"].tolist() == vocab.encode(want.targets) + [2]
+
+
+@pytest.mark.data
+def test_register_roles_holds_out_a_made_supervised_tasks_instances(data_dir):
+    import seqio
+
+    import optiml.registry as registry
+    from optiml.bench import catalog, levels
+    from optiml.bench.sources import common
+
+    name = "optiml:niv2:task833_poem_sentiment_classification"
+
+    def sizes() -> list[int]:
+        source = seqio.get_mixture_or_task(name).source
+        return [sum(1 for _ in source.get_dataset(split)) for split in ("train", "validation")]
+
+    everything, _ = sizes()  # a `train` task: every instance trains
+    try:
+        assert name in registry.register_roles(levels.LevelConfig(supervised_tasks=(name,)))
+        train, heldout = sizes()
+        assert train + heldout == everything and 0 < heldout < everything / 5
+    finally:  # the catalog's role again, for the other tests of this process
+        loader = catalog.loader("niv2")
+        record = catalog.task(name)
+        for variant in (None, *common.variants(loader)):
+            registry.register_task(record, loader, variant)
+    assert sizes()[0] == everything

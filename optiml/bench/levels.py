@@ -17,7 +17,9 @@ this module turns roles and the configured categories into levels:
   `tasks/leakage.tsv` with an evaluation task (> 1% of its examples share a 13-gram).
 - **fully held-out**: the dev/test tasks of the fully held-out categories (the paper's seven).
 - **partially held-out**: the other dev/test tasks (unseen tasks of seen categories) and MMLU.
-- **fully supervised**: the `supervised` training tasks, evaluated on their held-out instances.
+- **fully supervised**: the `supervised` training tasks, evaluated on their held-out instances
+  (`LevelConfig.supervised_tasks` makes more training tasks so, in dev and test: the quickstart's,
+  since the local data holds none of the paper's).
 - **dev**: Table 15 (the `table15` list: its dev tasks, its fully supervised tasks, MMLU);
   **test**: Tables 9-13 (every other evaluation task; never a dev task); **niv2_test**: the
   official NIV2 test tasks among them (Table 12's 44 and Table 15's NIV2 ones).
@@ -32,6 +34,7 @@ Pure catalog logic: reads no data, TF-free.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass, field
@@ -74,10 +77,14 @@ class LevelConfig:
     train_on_everything: bool = False  # OPT-IML-Max: every non-excluded task is a training task
     leakage_filter: bool = True  # paper §2.3: leave out training tasks of tasks/leakage.tsv pairs
     exclude_train_tasks: tuple[str, ...] = ()  # any further training tasks to leave out
+    # `train` tasks (names, e.g. "optiml:niv2:task195_sentiment140_classification") made fully
+    # supervised: trained on, 10% of their instances held out and evaluated (dev and test).
+    # Their seqio tasks must be registered with that role: optiml.registry.register_roles.
+    supervised_tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:  # gin passes lists: keep the config hashable
         for name in ("heldout_categories", "partial_categories", "broad_sources", "benchmarks",
-                     "exclude_train_tasks"):  # fmt: skip
+                     "exclude_train_tasks", "supervised_tasks"):  # fmt: skip
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -135,6 +142,10 @@ def _check(config: LevelConfig) -> None:
         unknown = set(config.benchmarks) - set(catalog.benchmarks())
         if unknown:
             raise ValueError(f"LevelConfig.benchmarks: unknown benchmarks {sorted(unknown)}")
+    roles = {r.name: r.role for r in catalog.tasks()}
+    bad = [n for n in config.supervised_tasks if roles.get(n) not in ("train", "supervised")]
+    if bad:
+        raise ValueError(f"LevelConfig.supervised_tasks: {bad} are not training tasks (catalog)")
 
 
 @functools.cache
@@ -144,7 +155,11 @@ def build_levels(config: LevelConfig = LevelConfig()) -> Levels:  # noqa: B008 (
     benchmarks = catalog.benchmarks()
     chosen = config.benchmarks or tuple(k for k, b in benchmarks.items() if b.enabled)
     eval_benchmarks = set(chosen) | {k for k, b in benchmarks.items() if b.proportion == 0}
-    records = [r for r in catalog.tasks() if r.role != "off" and r.benchmark in eval_benchmarks]
+    records = [
+        dataclasses.replace(r, role="supervised") if r.name in config.supervised_tasks else r
+        for r in catalog.tasks()
+        if r.role != "off" and r.benchmark in eval_benchmarks
+    ]
     heldout = set(config.heldout_categories)
     broad = set(config.broad_sources)
     everything = config.train_on_everything
@@ -202,7 +217,10 @@ def build_levels(config: LevelConfig = LevelConfig()) -> Levels:  # noqa: B008 (
     trained = {r.name for r in train}
     fully_supervised = tuple(r for r in supervised if r.name in trained)
     in_dev_table = set(catalog.task_lists().get(DEV_LIST, ()))
-    in_dev = [r for r in fully_supervised if (r.benchmark, r.task) in in_dev_table]
+    in_dev = [
+        r for r in fully_supervised
+        if (r.benchmark, r.task) in in_dev_table or r.name in config.supervised_tasks
+    ]  # fmt: skip
     mmlu_like = [r for r in eval_only if r.category in partial]  # paper footnote 3: MMLU in dev
     niv2_ids = set(catalog.official_split("niv2", "test"))
     return Levels(
@@ -213,7 +231,7 @@ def build_levels(config: LevelConfig = LevelConfig()) -> Levels:  # noqa: B008 (
         dev=tuple([r for r in evaluation if r.role == "dev"] + in_dev + mmlu_like),
         test=tuple(
             [r for r in evaluation if r.role == "test"]
-            + [r for r in fully_supervised if r not in in_dev]
+            + [r for r in fully_supervised if r not in in_dev or r.name in config.supervised_tasks]
         ),
         niv2_test=tuple(r for r in evaluation if r.benchmark == "niv2" and r.task in niv2_ids),
         eval_only=tuple(eval_only),

@@ -87,17 +87,19 @@ def plan_from_registry(
     that still cover every benchmark: generation and rank classification); a {level: N} mapping
     caps only the levels it names. `trained_on`: the training mixture (e.g.
     "optiml_mix:quickstart"); the fully supervised level then holds only its tasks, the ones the
-    model saw. `scoring`: how rank tasks score options.
+    model saw, and the levels are the mixture's (its `level_config`) unless `level_config` is
+    given. `scoring`: how rank tasks score options.
     """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; one of {list(PHASES)}")
     split = PHASES[phase]
-    lv = levels.build_levels(level_config or levels.LevelConfig())
+    spec = _mixture(trained_on) if trained_on is not None else None
+    lv = levels.build_levels(level_config or (spec and spec.level_config) or levels.LevelConfig())
     records = list(lv.dev if phase == "dev" else lv.test)
     if phase == "test":  # evaluation-only benchmarks placed in a level (MMLU: partially held out)
         records += [r for r in lv.eval_only if lv.level_of(r) is not None]
     registered = set(seqio.TaskRegistry.names())
-    trained = _mixture_tasks(trained_on) if trained_on is not None else None
+    trained = {r.name for r in mixing.level_tasks(spec)} if spec is not None else None
     plan: list[EvalTask] = []
     per_level: dict[tuple[str, str], int] = {}
     for record in records:
@@ -228,8 +230,7 @@ def paper_plan(
     return list(plan.values())
 
 
-def _mixture_tasks(mixture: str) -> set[str]:
-    """The task names (`optiml:niv2:task195_...`) of one of optiml's mixtures."""
-    if mixture not in mixing.MIXTURES:
-        raise ValueError(f"trained_on={mixture!r}: not one of optiml's mixtures")
-    return {r.name for r in mixing.level_tasks(mixing.MIXTURES[mixture])}
+def _mixture(name: str) -> mixing.MixtureSpec:
+    if name not in mixing.MIXTURES:
+        raise ValueError(f"trained_on={name!r}: not one of optiml's mixtures")
+    return mixing.MIXTURES[name]
