@@ -32,14 +32,14 @@ UNTUNED_DIR = "untuned"  # MODEL_DIR/untuned: the report of checkpoint 0
 NOTE = """\
 What this shows: tuning on instructions teaches even a tiny model what the tasks it saw expect.
 On held-out instances of those tasks (the fully supervised level) the untuned model, random
-weights, answers with noise; after minutes of tuning on a CPU the tuned one answers with label
-words, often those of the task in front of it ("Happy" for joy detection, "POS" for SST-2,
-"positive" for tweets), mostly the task's commonest label, which is right on a good share of
-instances. What it cannot show: reading the input to pick the right label (a model this small
-needs far more steps), nor the paper's point, generalization to unseen tasks (the held-out
-levels), which needs a pretrained model of billions of parameters: those stay where they
-started. No number here is comparable to the paper's; gin/runs/quickstart.gin shows how to run a
-real model."""
+weights, answers with noise; after minutes of tuning on a CPU the tuned one answers with a label
+word of the task in front of it ("no" for the yes/no tasks, "Happy" for joy detection,
+"Positive" or "positive" as each task writes it), mostly one label per task, which is right on
+a good share of instances. What it cannot show: reading the input to pick the right label (a
+model this small needs far more steps), nor the paper's point, generalization to unseen tasks
+(the held-out levels), which needs a pretrained model of billions of parameters: those stay
+where they started. No number here is comparable to the paper's; gin/runs/quickstart.gin shows
+how to run a real model."""
 
 
 def prepare_caches(cache_dir: str, caches: Sequence[tuple[str, str]], seed: int = 0) -> None:

@@ -80,6 +80,7 @@ def mesh_axis(value: Any) -> str | None:
 def mixture_name(value: Any) -> str | None:
     """A registered mixture or task: optiml's own (TF-free) or any seqio one; an optiml training
     mixture that stops on partial data (optiml.bench.partial_data) is refused with its message."""
+    from optiml import paths
     from optiml.bench import mixing, partial_data
 
     if isinstance(value, Reference):
@@ -89,7 +90,7 @@ def mixture_name(value: Any) -> str | None:
             mixing.mixture_rates(value)
         except partial_data.PartialDataError as e:
             return str(e)
-        except (OSError, ValueError):  # no data here: the run reports it when it reads the data
+        except (OSError, ValueError, paths.DataDirError):  # no data: the run reports it on reading
             pass
         return None
     if not str(value).startswith("optiml_mix:"):
