@@ -91,6 +91,7 @@ def test_rates_of_the_niv2_training_mixture_from_exact_counts(data_dir, monkeypa
 def test_counts_follow_the_data_directory_without_clearing_caches(data_dir, monkeypatch, tmp_path):
     """CI found it: a test that pointed $OPTIML_DATA_DIR at an empty folder left every count
     cached as "missing", and every later mixture said "no task is available locally"."""
+    (tmp_path / "natinst").mkdir()  # a data folder that holds no task
     monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="no task is available locally"):
         mixing.mixture_rates("optiml_mix:niv2_train.renormalise")
