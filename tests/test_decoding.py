@@ -77,31 +77,36 @@ def test_prefill_logits_equal_full_forward(setup):
     assert np.asarray(kv_mask).sum(1).tolist() == [5 + 7, 9 + 7, 2 + 7]
 
 
-def test_score_options_equals_scoring_each_full_sequence(setup):
-    config, _, params = setup
-    prompts = _prompts(config)
+def test_branch_mask_lets_options_see_the_prompt_and_themselves():
+    mask = np.asarray(decoding.branch_mask(jnp.array([[0, 0, 1, 2, 2, -1]])))[0, 0]
+    assert mask.astype(int).tolist() == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],  # option 1 sees the prompt and itself
+        [1, 1, 0, 1, 0, 0],  # option 2 does not see option 1
+        [1, 1, 0, 1, 1, 0],
+        [1, 1, 0, 0, 0, 1],  # padding: the prompt and itself
+    ]
+
+
+def test_score_branches_equals_transformers_on_each_full_sequence(setup):
+    """A prompt [2, a, b] with options (c, d) and (e,) in one row [2, a, b, c]: every target
+    log-likelihood equals transformers' on the full sequences [2, a, b, c, d] and [2, a, b, e]."""
+    config, model, params = setup
     rng = np.random.default_rng(4)
-    options = rng.integers(4, config.vocab_size, (3, 2, 4)).astype(np.int32)
-    weights = np.ones((3, 2, 4), np.float32)
-    weights[0, 1, 2:] = 0.0  # a shorter option, padded
-    options[0, 1, 2:] = config.pad_id
-    weights[2, 0, 3] = 0.0
-    sums, counts = decoding.score_options(params, config, prompts, LENGTHS, options, weights)
-    # the same numbers from `score` on each full sequence prompt + option (one padded batch)
-    seqs = np.full((6, 13), config.pad_id, np.int32)
-    w = np.zeros((6, 12), np.float32)
-    for b, n in enumerate(LENGTHS):
-        for k in range(2):
-            seqs[2 * b + k, : n + 4] = np.concatenate([prompts[b, :n], options[b, k]])
-            w[2 * b + k, n - 1 : n + 3] = weights[b, k]
-    full = {
-        "decoder_input_tokens": seqs[:, :-1],
-        "decoder_target_tokens": seqs[:, 1:],
-        "decoder_loss_weights": w,
-    }
-    s, c = decoding.score(params, config, full)
-    np.testing.assert_allclose(np.asarray(sums), np.asarray(s).reshape(3, 2), atol=1e-4, rtol=0)
-    np.testing.assert_array_equal(np.asarray(counts), np.asarray(c).reshape(3, 2))
+    prompt, first, second = (rng.integers(4, config.vocab_size, n).tolist() for n in (3, 2, 1))
+    prompt[0] = config.bos_id
+    row = np.array([prompt + first[:1]], np.int32)
+    ll = decoding.score_branches(
+        params, config, row, np.array([[0, 1, 2, 3]]), np.array([[0, 0, 0, 1]]),
+        np.array([[2, 3, 2]]), np.array([first + second]),
+    )  # fmt: skip
+    expected = []
+    for option in (first, second):
+        seq = np.array([prompt + option])
+        logp = torch.log_softmax(torch.tensor(hf_logits(model, seq[:, :-1])), -1).numpy()[0]
+        expected += [logp[len(prompt) - 1 + t, tok] for t, tok in enumerate(option)]
+    np.testing.assert_allclose(np.asarray(ll)[0], expected, atol=1e-5, rtol=0)
 
 
 def _hf_generate(model, prompts, lengths, new, eos, **kw):

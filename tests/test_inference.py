@@ -1,5 +1,6 @@
-"""Inferencers on a tiny random OPT: feature reading, shared-prompt scoring equals full scoring,
-padded last batch and original order, greedy generation, the same numbers on an 8-device mesh."""
+"""Inferencers on a tiny random OPT: feature reading, shared-prompt rows and one-token options
+score exactly as each full row, padded last batch and original order, greedy generation, the
+same numbers on an 8-device mesh."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from optiml.evaluation import inference
 from optiml.evaluation import rank_classification as rc
-from optiml.models import opt
+from optiml.models import decoding, opt
 
 CONFIG = opt.named_config("tiny", dtype="float32", dropout=0.0, max_positions=64)
 
@@ -71,13 +72,85 @@ def test_shared_prompt_scores_equal_full_scores(params) -> None:
     s_shared = dict(shared.score_fn(list(reversed(rows))))  # any order in, indices kept
     assert sorted(s_full) == sorted(s_shared) == list(range(len(rows)))
     for i in s_full:
-        assert s_shared[i] == pytest.approx(s_full[i], abs=1e-4)
+        assert s_shared[i] == pytest.approx(s_full[i], abs=1e-5)
     order = sorted(s_full)
     by_full = [s_full[i] for i in order]
     by_shared = [s_shared[i] for i in order]
     assert rc.rank_classification(cands, by_full) == rc.rank_classification(cands, by_shared)
     by_tokens = [rc.rank_classification(cands, s, "tokens") for s in (by_full, by_shared)]
     assert by_tokens[0] == by_tokens[1]
+
+
+def _mixed_examples(rng: np.random.Generator) -> list[inference.EvalExample]:
+    """Letter-like one-token options (4 per prompt), multi-token options, and one short prompt
+    with two 40-token options (one row per option is cheaper there: `_Row.cost`)."""
+    examples = []
+
+    def add(prompt, targets):
+        for target in targets:
+            examples.append(inference.EvalExample(len(examples), prompt, tuple(target)))
+
+    for n in (3, 11, 7, 19, 5):
+        prompt = (2, *rng.integers(4, 500, n - 1).tolist())
+        add(prompt, [[t] for t in rng.integers(4, 500, 4).tolist()])
+        add(prompt[:-1], [rng.integers(4, 500, k).tolist() + [2] for k in (1, 3, 6)])
+    add((2, 17), [rng.integers(4, 500, 40).tolist() for _ in range(2)])
+    return examples
+
+
+def _score_each_row(params, examples: list[inference.EvalExample]) -> tuple[list, list]:
+    """The definition: `decoding.score` on prompt + target with the weights on the target, and
+    whether every target token is the argmax of the full row's logits."""
+    tokens = np.ones((len(examples), CONFIG.max_positions), np.int32)
+    targets = np.ones_like(tokens)
+    weights = np.zeros(tokens.shape, np.float32)
+    for row, e in enumerate(examples):
+        seq, p = e.prompt + e.target, len(e.prompt)
+        tokens[row, : len(seq) - 1] = seq[:-1]
+        targets[row, : len(seq) - 1] = seq[1:]
+        weights[row, p - 1 : len(seq) - 1] = 1.0
+    batch = dict(decoder_input_tokens=tokens, decoder_target_tokens=targets,
+                 decoder_loss_weights=weights)  # fmt: skip
+    hits = np.asarray(_forward(params, tokens)).argmax(-1) == targets
+    greedy = [bool(np.all(hits[row][weights[row] > 0])) for row in range(len(examples))]
+    return np.asarray(decoding.score(params, CONFIG, batch)[0]).tolist(), greedy
+
+
+@pytest.mark.parametrize("share_prompts", [True, False])
+def test_scores_equal_scoring_each_full_row(params, share_prompts: bool) -> None:
+    examples = _mixed_examples(np.random.default_rng(5))
+    path = _naive_greedy(params, (2, 7), 2)  # a target that is the model's greedy path
+    examples.append(inference.EvalExample(len(examples), (2, 7), tuple(path)))
+    infer = inference.Inferencer(params, CONFIG, batch_size=3, share_prompts=share_prompts)
+    expected, greedy = _score_each_row(params, examples)
+    np.testing.assert_allclose(infer.score_examples(examples), expected, atol=1e-5, rtol=0)
+    scored = infer.score_examples(examples, greedy=True)
+    np.testing.assert_allclose([s for s, _ in scored], expected, atol=1e-5, rtol=0)
+    assert [g for _, g in scored] == greedy and greedy[-1] and not all(greedy)
+
+
+def test_a_shared_row_is_used_only_when_it_costs_less() -> None:
+    letters = inference._Row((2, 5, 6, 7), tuple((i, (10 + i,)) for i in range(4)))
+    assert letters.length == 4 and letters.scored == 4  # one-token options feed nothing
+    alone = [inference._Row(letters.prompt, (o,)) for o in letters.options]
+    assert letters.cost(CONFIG) < sum(r.cost(CONFIG) for r in alone)
+    long = inference._Row((2, 17), ((0, tuple(range(40))), (1, tuple(range(40)))))
+    assert long.length == 2 + 39 + 39
+    alone = [inference._Row(long.prompt, (o,)) for o in long.options]
+    assert long.cost(CONFIG) > sum(r.cost(CONFIG) for r in alone)  # d=64, f=256: 96.7 > 90.8
+
+
+def test_bucket_bounds_padding_and_shapes() -> None:
+    assert [inference.bucket(n) for n in (1, 8, 9, 64, 65, 128, 129, 2000)] == [
+        8, 8, 16, 64, 72, 128, 144, 2048,
+    ]  # fmt: skip
+    assert all(n <= inference.bucket(n) <= max(n * 9 / 8, n + 7) for n in range(1, 3000))
+    assert len({inference.bucket(n) for n in range(1, 2049)}) == 8 * 6  # 8 to 64, 5 octaves
+
+
+def test_an_empty_target_is_rejected(params) -> None:
+    with pytest.raises(ValueError, match="example 4 has an empty target"):
+        inference.Inferencer(params, CONFIG).score_examples([inference.EvalExample(4, (2,), ())])
 
 
 @jax.jit

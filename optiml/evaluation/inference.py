@@ -11,14 +11,18 @@ decoder-only features (`DecoderFeatureConverter(pack=False, bos_id=2)`), one unp
 target=(t1..tm, 2))`: the prompt's last position predicts the target's first token.
 
 - `score_fn` -> [(index, sum of target log-likelihoods)]. Rank classification rows of one
-  example share their prompt: with `share_prompts` (default) every distinct prompt is encoded
-  ONCE into the KV cache and all of its options are scored from that cache
-  (`decoding.score_options`); without it, each prompt+option row is scored in full.
+  example share their prompt: with `share_prompts` (default) a prompt and all of its options go
+  into ONE model row, the prompt once, then each option's tokens but its last, each option
+  seeing only the prompt and itself (`decoding.score_branches`), unless one row per option
+  costs less (`_Row.cost`: long options after a short prompt); without it, one row per option.
+  A one-token option is scored from the prompt's last position alone, and the output layer
+  runs only at the positions that predict a target token.
 - `predict_fn` -> [(index, generated ids)]: greedy decoding with the KV cache until EOS or
   `max_new_tokens` (256, the paper's limit), the EOS itself left out.
 
-Batches have a fixed number of rows (the last one padded with dummy rows that are dropped) and
-lengths rounded up to `length_multiple`, so few shapes get compiled (`decoding`'s functions are
+Batches have a fixed number of rows (the last one padded with dummy rows that are dropped);
+rows are sorted by length and each batch is padded to its longest row, `bucket`ed (at most
+1/8 extra beyond 64 tokens), so few shapes get compiled (`decoding`'s functions are
 jitted per shape). Every process walks the same dataset in the same order and builds the same
 global batch; under the partitioner's mesh and rules the model's logical constraints split it
 over the data axes, and outputs are gathered back to every process, so results are complete on
@@ -90,8 +94,66 @@ def _to_host(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return max(multiple, int(math.ceil(n / multiple)) * multiple)
+def bucket(n: int) -> int:
+    """A padded length for n: a multiple of 8 up to 64, then 8 steps per octave (72, 80, ..,
+    128, 144, ..), so padding adds at most 1/8 beyond 64 and few shapes get compiled."""
+    step = max(8, 1 << max(0, n.bit_length() - 4))
+    return -(-max(n, 1) // step) * step
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """One model row: a prompt and the options scored against it, (example position, target).
+
+    Fed: the prompt, then each option's tokens but its last (`decoding.branch_mask` keeps the
+    options apart); scored: every target token, the first from the prompt's last position."""
+
+    prompt: tuple[int, ...]
+    options: tuple[tuple[int, tuple[int, ...]], ...]
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + sum(len(t) - 1 for _, t in self.options)
+
+    @property
+    def scored(self) -> int:
+        return sum(len(t) for _, t in self.options)
+
+    def cost(self, config: OPTConfig) -> float:
+        """Forward cost in token units: per token 2 (4 d^2 + 2 d f) FLOPs a layer, per (query,
+        key) pair 4 d (dense masked attention computes every pair), hence n + n^2 / (2 d + f);
+        the output layer is left out (the same scored positions either way)."""
+        return self.length + self.length**2 / (2 * config.hidden_size + config.ffn_dim)
+
+
+def _lay_out(rows: Sequence[_Row], batch: int, length: int, scored: int) -> dict[str, np.ndarray]:
+    """`decoding.score_branches` inputs for `rows` (dummy rows up to `batch`) plus `owners`
+    [batch, scored]: the example position each scored token adds to (-1 on padding)."""
+    out = {
+        "tokens": np.full((batch, length), PAD_ID, np.int32),
+        "positions": np.zeros((batch, length), np.int32),
+        "branches": np.full((batch, length), -1, np.int32),  # padding: a branch of its own
+        "select": np.zeros((batch, scored), np.int32),
+        "targets": np.full((batch, scored), PAD_ID, np.int32),
+        "owners": np.full((batch, scored), -1, np.int32),
+    }
+    for r, row in enumerate(rows):
+        p = len(row.prompt)
+        out["tokens"][r, :p] = row.prompt
+        out["positions"][r, :p] = np.arange(p)
+        out["branches"][r, :p] = 0
+        column, slot = p, 0
+        for branch, (owner, target) in enumerate(row.options, start=1):
+            fed, m = len(target) - 1, len(target)
+            out["tokens"][r, column : column + fed] = target[:-1]
+            out["positions"][r, column : column + fed] = p + np.arange(fed)
+            out["branches"][r, column : column + fed] = branch
+            out["select"][r, slot] = p - 1
+            out["select"][r, slot + 1 : slot + m] = column + np.arange(fed)
+            out["targets"][r, slot : slot + m] = target
+            out["owners"][r, slot : slot + m] = owner
+            column, slot = column + fed, slot + m
+    return out
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -114,31 +176,28 @@ class Inferencer:
 
     params: the model params (already placed/sharded as the partitioner expects, or host arrays);
     partitioner: an `optiml.partitioning.Partitioner` (None: the default device, no mesh);
-    batch_size: rows per scoring/generation batch (a multiple of the data-parallel size);
-    option_batch_size: prompts per shared-prompt scoring batch (defaults to batch_size).
+    batch_size: rows per scoring/generation batch (a multiple of the data-parallel size); a
+        scoring row is one prompt with all its options (`share_prompts`, when that costs less
+        than one row per option) or one prompt + option.
     """
 
     params: Any
     config: OPTConfig
     partitioner: Any = None
     batch_size: int = 8
-    option_batch_size: int | None = None
     max_new_tokens: int = 256
     stop_at_eos: bool = True  # False: EOS is an ordinary token, generation runs max_new_tokens
     share_prompts: bool = True
-    length_multiple: int = 32
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.partitioner is not None:
             shards = batch_shards(self.partitioner)
-            for what in ("batch_size", "option_batch_size"):
-                value = getattr(self, what)
-                if value is not None and value % shards:
-                    raise ValueError(
-                        f"{what}={value} is not a multiple of the {shards} batch shards"
-                    )
+            if self.batch_size % shards:
+                raise ValueError(
+                    f"batch_size={self.batch_size} is not a multiple of the {shards} batch shards"
+                )
 
     # -- device plumbing -------------------------------------------------------------------
     def _run(self, fn: Callable[..., Any], *batch: np.ndarray) -> Any:
@@ -153,25 +212,25 @@ class Inferencer:
     # -- scoring ---------------------------------------------------------------------------
     def score_examples(self, examples: Sequence[EvalExample], greedy: bool = False) -> list:
         """Sum of target log-likelihoods of each example, in the given order; with `greedy`,
-        (sum, whether every target token is the model's argmax) pairs (needs `share_prompts`).
+        (sum, whether every target token is the model's argmax) pairs.
 
         A prompt too long for `max_positions` together with the longest target that shares it
         is cut on the left, its BOS kept (the same cut with and without `share_prompts`).
         """
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, e in enumerate(examples):
+            if not e.target:
+                raise ValueError(f"example {e.index} has an empty target")
             groups.setdefault(e.prompt, []).append(i)
-        fitted = {
-            prompt: self._fit(
-                prompt, self.config.max_positions - max(len(examples[i].target) for i in rows)
-            )
-            for prompt, rows in groups.items()
-        }
-        if self.share_prompts:
-            return self._score_shared(examples, groups, fitted, greedy)
-        if greedy:
-            raise ValueError("greedy flags need share_prompts=True")
-        return self._score_full(examples, fitted)
+        rows: list[_Row] = []
+        for prompt, members in groups.items():
+            room = self.config.max_positions - max(len(examples[i].target) for i in members)
+            fitted = self._fit(prompt, room)
+            alone = [_Row(fitted, ((i, examples[i].target),)) for i in members]
+            shared = _Row(fitted, tuple(o for row in alone for o in row.options))
+            cheaper = shared.cost(self.config) <= sum(row.cost(self.config) for row in alone)
+            rows.extend([shared] if self.share_prompts and cheaper else alone)
+        return self._score_rows(rows, len(examples), greedy)
 
     def _fit(self, prompt: tuple[int, ...], room: int) -> tuple[int, ...]:
         """Left-truncates a prompt to `room` tokens, keeping its BOS (the contracts' rule)."""
@@ -182,104 +241,32 @@ class Inferencer:
             return prompt
         return prompt[:1] + prompt[len(prompt) - room + 1 :]
 
-    def _score_full(
-        self, examples: Sequence[EvalExample], fitted: dict[tuple[int, ...], tuple[int, ...]]
-    ) -> list[float]:
-        """Each row scored with its whole prompt: tokens = prompt + target[:-1]."""
-        scores = [0.0] * len(examples)
-        config, max_len = self.config, self.config.max_positions
+    def _score_rows(self, rows: Sequence[_Row], count: int, greedy: bool) -> list:
+        """Runs `rows` in batches of `batch_size` (similar lengths together, each batch padded to
+        its bucketed longest row) and adds every scored token up into its example's score."""
+        config = self.config
+        scores = np.zeros((count,), np.float64)
+        misses = np.zeros((count,), np.int64)  # target tokens that are not the argmax
 
-        def fn(params, tokens, targets, weights):
-            batch = {
-                "decoder_input_tokens": tokens,
-                "decoder_target_tokens": targets,
-                "decoder_loss_weights": weights,
-            }
-            return decoding.score(params, config, batch)[0]
+        def fn(params, tokens, positions, branches, select, targets):
+            return decoding.score_branches(params, config, tokens, positions, branches, select,
+                                           targets, greedy)  # fmt: skip
 
-        seqs = [fitted[e.prompt] + e.target for e in examples]
-        order = sorted(range(len(examples)), key=lambda i: len(seqs[i]))
-        for chunk in _chunks(order, self.batch_size):
-            length = min(_round_up(max(len(seqs[i]) - 1 for i in chunk), self.length_multiple),
-                         max_len)  # fmt: skip
-            tokens = np.full((self.batch_size, length), PAD_ID, np.int32)
-            targets = np.full((self.batch_size, length), PAD_ID, np.int32)
-            weights = np.zeros((self.batch_size, length), np.float32)
-            for row, i in enumerate(chunk):
-                seq, n = seqs[i], len(seqs[i]) - 1
-                tokens[row, :n] = seq[:-1]
-                targets[row, :n] = seq[1:]
-                weights[row, n - len(examples[i].target) : n] = 1.0
-            out = self._run(fn, tokens, targets, weights)
-            for row, i in enumerate(chunk):
-                scores[i] = float(out[row])
-        return scores
-
-    def _score_shared(
-        self,
-        examples: Sequence[EvalExample],
-        groups: dict[tuple[int, ...], list[int]],
-        fitted: dict[tuple[int, ...], tuple[int, ...]],
-        greedy: bool = False,
-    ) -> list:
-        """Distinct prompts encoded once; every option of a prompt scored from its KV cache."""
-        scores: list = [0.0] * len(examples)
-        config, max_len = self.config, self.config.max_positions
-        per_batch = self.option_batch_size or self.batch_size
-
-        def fn(params, prompt_tokens, prompt_lengths, option_tokens, option_weights):
-            out = decoding.score_options(params, config, prompt_tokens, prompt_lengths,
-                                         option_tokens, option_weights, greedy)  # fmt: skip
-            return (out[0], out[2]) if greedy else out[0]
-
-        def longest_option(prompt: tuple[int, ...]) -> int:
-            return max(len(examples[i].target) for i in groups[prompt])
-
-        # Length-sorted prompts, cut into batches whose padded prompt + option fit max_positions.
-        prompts = sorted(groups, key=lambda p: (len(fitted[p]), longest_option(p)))
-        chunks: list[list[tuple[int, ...]]] = []
-        for prompt in prompts:
-            chunk = chunks[-1] if chunks else None
-            if (
-                chunk is None
-                or len(chunk) == per_batch
-                or len(fitted[prompt]) + max(longest_option(q) for q in chunk + [prompt]) > max_len
-            ):
-                chunks.append([prompt])
-            else:
-                chunk.append(prompt)
-        for chunk in chunks:
-            num_options = max(len(groups[p]) for p in chunk)
-            plen = max(len(fitted[p]) for p in chunk)
-            olen = max(longest_option(p) for p in chunk)
-            olen = min(_round_up(olen, 8), max_len - plen)
-            plen = min(_round_up(plen, self.length_multiple), max_len - olen)
-            prompt_tokens = np.full((per_batch, plen), PAD_ID, np.int32)
-            prompt_lengths = np.ones((per_batch,), np.int32)  # dummy rows: one pad token
-            option_tokens = np.full((per_batch, num_options, olen), PAD_ID, np.int32)
-            option_weights = np.zeros((per_batch, num_options, olen), np.float32)
-            for row, prompt in enumerate(chunk):
-                fit = fitted[prompt]
-                prompt_tokens[row, : len(fit)] = fit
-                prompt_lengths[row] = len(fit)
-                for k, i in enumerate(groups[prompt]):
-                    target = examples[i].target
-                    option_tokens[row, k, : len(target)] = target
-                    option_weights[row, k, : len(target)] = 1.0
-            out = self._run(
-                fn,
-                prompt_tokens,
-                prompt_lengths,
-                option_tokens,
-                option_weights,
-            )
-            for row, prompt in enumerate(chunk):
-                for k, i in enumerate(groups[prompt]):
-                    if greedy:
-                        scores[i] = (float(out[0][row, k]), bool(out[1][row, k]))
-                    else:
-                        scores[i] = float(out[row, k])
-        return scores
+        rows = sorted(rows, key=lambda r: (r.length, r.scored))
+        for chunk in _chunks(rows, self.batch_size):
+            length = bucket(max(r.length for r in chunk))
+            scored = bucket(max(r.scored for r in chunk))
+            arrays = _lay_out(chunk, self.batch_size, length, scored)
+            owners = arrays.pop("owners")
+            out = self._run(fn, *arrays.values())
+            ll, hits = out if greedy else (out, None)
+            real = owners >= 0
+            np.add.at(scores, owners[real], ll[real].astype(np.float64))
+            if greedy:
+                np.add.at(misses, owners[real], ~hits[real])
+        if greedy:
+            return [(float(s), bool(m == 0)) for s, m in zip(scores, misses, strict=True)]
+        return [float(s) for s in scores]
 
     def score_fn(self, dataset: Any, model_feature_shapes: Any = None) -> list[tuple[int, float]]:
         """seqio ScoreFnCallable: [(index, log-likelihood of the target)]."""
@@ -302,7 +289,7 @@ class Inferencer:
         order = sorted(range(len(examples)), key=lambda i: len(fitted[i]))
         outputs: list[list[int]] = [[] for _ in examples]
         for chunk in _chunks(order, self.batch_size):
-            plen = min(_round_up(max(len(fitted[i]) for i in chunk), self.length_multiple), room)
+            plen = min(bucket(max(len(fitted[i]) for i in chunk)), room)
             prompt_tokens = np.full((self.batch_size, plen), PAD_ID, np.int32)
             prompt_lengths = np.ones((self.batch_size,), np.int32)
             for row, i in enumerate(chunk):

@@ -1,6 +1,6 @@
 """Scoring and decoding with the OPT decoder: log-likelihood scores, prefill into a KV cache,
 greedy / temperature / top-k / top-p sampling, beam search, and rank-classification scoring of
-several options against one shared prompt.
+several options against one shared prompt in one row (`score_branches`).
 
 Prompts are RIGHT-padded: `prompt_tokens` [B, P] with `prompt_lengths` [B], each row starting
 with BOS 2, e.g. [[2, 713, 16, 1, 1], [2, 100, 200, 300, 400]] with lengths [3, 5]. Prefill
@@ -147,44 +147,41 @@ def _check_lengths(config: OPTConfig, prompt_tokens, prompt_lengths, extra: int)
         )
 
 
-# ---- rank classification ---------------------------------------------------------------------
+# ---- rank classification: the options of one prompt in one row ------------------------------
+
+
+def branch_mask(branches: jax.Array) -> jax.Array:
+    """[B, L] branch ids -> [B, 1, L, L] bool: causal, and each token sees only branch 0 (the
+    shared prompt) and its own branch. A row [2, 100, 200, 7, 8, 9] with branches
+    [0, 0, 0, 1, 2, 2] holds the prompt (2, 100, 200) and the fed tokens of option 1 (7) and of
+    option 2 (8, 9): 8 and 9 see the prompt and each other, never 7. Positions: [0, 1, 2, 3, 3, 4].
+    """
+    length = branches.shape[-1]
+    causal = jnp.tril(jnp.ones((length, length), bool))
+    visible = (branches[:, None, :] == 0) | (branches[:, :, None] == branches[:, None, :])
+    return (causal[None] & visible)[:, None]
 
 
 @functools.partial(jax.jit, static_argnames=("config", "greedy"))
-def _score_options(params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights,
-                   greedy=False):  # fmt: skip
-    batch, num_options, length = option_tokens.shape
-    slots = prompt_tokens.shape[1] + length
-    last, cache, kv_mask = prefill(params, config, prompt_tokens, prompt_lengths, slots)
-    cache = repeat_cache(cache, config, num_options)
-    flat = option_tokens.reshape(batch * num_options, length)
-    positions = jnp.repeat(prompt_lengths, num_options)[:, None] + jnp.arange(length)[None]
-    kv_mask = jnp.repeat(kv_mask, num_options, axis=0)
-    logits, _ = _run(params, config, cache, flat, positions, kv_mask)
-    first = jnp.repeat(last, num_options, axis=0)[:, None]  # predicts option token 0
-    predict = jnp.concatenate([first, logits[:, :-1]], axis=1)  # [B*K, T, V]
-    ll = token_log_likelihoods(predict, flat).reshape(batch, num_options, length)
-    weights = option_weights.astype(jnp.float32)
-    if not greedy:
-        return (ll * weights).sum(-1), weights.sum(-1)
-    hits = jnp.argmax(predict, axis=-1).reshape(batch, num_options, length) == option_tokens
-    return (ll * weights).sum(-1), weights.sum(-1), jnp.all(hits | (weights == 0), axis=-1)
+def score_branches(params, config: OPTConfig, tokens, positions, branches, select, targets,
+                   greedy: bool = False):  # fmt: skip
+    """Log-likelihoods [B, N] of `targets` [B, N] predicted at the row positions `select` [B, N]
+    (with `greedy`, also [B, N] bool: whether each target is the model's argmax there).
 
-
-def score_options(params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights,
-                  greedy: bool = False):  # fmt: skip
-    """Scores K continuations of each prompt, encoding the prompt only once.
-
-    prompt_tokens [B, P] right-padded (BOS first), prompt_lengths [B]; option_tokens [B, K, T]
-    (e.g. " yes" + EOS -> [4420, 2, 1] padded with 1) and option_weights [B, K, T] (1.0 on the
-    tokens to score). Returns (sums [B, K], counts [B, K]): the same numbers `score` gives for
-    each full sequence prompt + option with the loss weights on the option tokens. `greedy`:
-    also [B, K] bool, whether every weighted token is the model's argmax at its position.
+    tokens / positions / branches [B, L] lay out a prompt and its options' tokens (all but each
+    option's last) as in `branch_mask`; the output layer runs at the N selected positions only.
+    For the row above, option 1 = (7, 41) and option 2 = (8, 9, 2): select [2, 3, 2, 4, 5],
+    targets [7, 41, 8, 9, 2] (a one-token option is scored from the prompt's last position alone).
     """
-    _check_lengths(config, prompt_tokens, prompt_lengths, option_tokens.shape[-1])
-    return _score_options(
-        params, config, prompt_tokens, prompt_lengths, option_tokens, option_weights, greedy
+    logits = OPTDecoder(config).apply(
+        {"params": params},
+        tokens,
+        positions=positions,
+        attention=branch_mask(branches),
+        select=select,
     )
+    ll = token_log_likelihoods(logits, targets)
+    return (ll, jnp.argmax(logits, axis=-1) == targets) if greedy else ll
 
 
 # ---- greedy and sampling ---------------------------------------------------------------------
@@ -379,12 +376,13 @@ def beam_search(
 __all__ = [
     "MAX_NEW_TOKENS",
     "beam_search",
+    "branch_mask",
     "gather_cache",
     "generate",
     "init_cache",
     "prefill",
     "repeat_cache",
     "score",
-    "score_options",
+    "score_branches",
     "token_log_likelihoods",
 ]

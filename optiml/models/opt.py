@@ -297,7 +297,9 @@ class OPTDecoder(nn.Module):
     stacked on a leading axis when `scan_layers`), [final_layer_norm]. With `decode=True` the
     layers read and extend the "cache" collection (make it mutable); `kv_mask` [B, S] marks the
     cache slots that hold real tokens (False on left padding). `last_only` returns the logits of
-    the last position only, [B, 1, vocab] (prefill).
+    the last position only, [B, 1, vocab] (prefill); `select` [B, N] only those of the given
+    positions, [B, N, vocab] (scoring). `attention` [B, 1, L, L] bool replaces the mask made from
+    `segment_ids` (e.g. several continuations of one prompt in one row, `decoding.branch_mask`).
     """
 
     config: OPTConfig
@@ -313,13 +315,15 @@ class OPTDecoder(nn.Module):
         decode: bool = False,
         kv_mask: jax.Array | None = None,
         last_only: bool = False,
+        select: jax.Array | None = None,
+        attention: jax.Array | None = None,
     ) -> jax.Array:
         cfg = self.config
         batch, length = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
-        mask = None
-        if not decode:
+        mask = attention
+        if not decode and mask is None:
             if segment_ids is None:
                 segment_ids = jnp.ones((batch, length), jnp.int32)
             mask = attention_mask(segment_ids)
@@ -376,6 +380,8 @@ class OPTDecoder(nn.Module):
 
         if last_only:
             x = x[:, -1:]
+        if select is not None:
+            x = jnp.take_along_axis(x, select[:, :, None], axis=1)
         if cfg.has_final_layer_norm:
             x = _layer_norm(cfg, name="final_layer_norm")(x)
         if cfg.has_projection:
