@@ -34,13 +34,37 @@ class TrainState(train_state.TrainState):
     """step, params, opt_state (+ apply_fn and tx, static). A pytree Orbax saves as is."""
 
 
+@jax.custom_vjp
 def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, ...]:
-    """Per-token (cross-entropy, logsumexp, correct) for logits [B, L, V] f32, targets [B, L]."""
-    logits = logits.astype(jnp.float32)
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
-    return lse - target_logit, lse, correct
+    """Per-token (cross-entropy, logsumexp, correct) for logits [B, L, V] f32, targets [B, L].
+
+    `correct` is 1 where the target's logit is the largest (a tie counts as correct), read off
+    the max the logsumexp takes anyway instead of a separate argmax over V. The backward pass
+    writes d logits = (g_ce + g_lse) softmax - g_ce onehot(target) in one elementwise pass
+    (autodiff of a take_along_axis would scatter into zeros and transpose a [B, L, V] copy).
+    """
+    return _token_losses(logits, targets)[0]
+
+
+def _token_losses(logits: jax.Array, targets: jax.Array) -> tuple[tuple[jax.Array, ...], tuple]:
+    x = logits.astype(jnp.float32)
+    top = jnp.max(x, axis=-1)
+    lse = top + jnp.log(jnp.sum(jnp.exp(x - top[..., None]), axis=-1))
+    target_logit = jnp.take_along_axis(x, targets[..., None], axis=-1)[..., 0]
+    correct = (target_logit >= top).astype(jnp.float32)
+    return (lse - target_logit, lse, correct), (logits, lse, targets)
+
+
+def _token_losses_backward(residuals: tuple, cotangents: tuple) -> tuple[jax.Array, None]:
+    logits, lse, targets = residuals
+    g_ce, g_lse, _ = cotangents  # `correct` is a step function: no gradient
+    probs = jnp.exp(logits.astype(jnp.float32) - lse[..., None])
+    hit = jnp.arange(logits.shape[-1]) == targets[..., None]
+    grad = (g_ce + g_lse)[..., None] * probs - jnp.where(hit, g_ce[..., None], 0.0)
+    return grad.astype(logits.dtype), None
+
+
+token_losses.defvjp(_token_losses, _token_losses_backward)
 
 
 def loss_sums(

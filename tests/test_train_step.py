@@ -75,6 +75,40 @@ def test_unknown_normalisation_is_rejected():
         train_step.loss_sums(jnp.asarray(logits), batch, normalization="batch")
 
 
+def _autodiff_token_losses(logits, targets):
+    """The textbook loss that `token_losses` must reproduce: (cross-entropy, logsumexp)."""
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    return lse - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0], lse
+
+
+@pytest.mark.parametrize("z_loss", [0.0, 1e-2])
+def test_token_losses_values_and_gradients_equal_autodiff(z_loss):
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(3, 7, 37)) * 3, jnp.float32)
+    targets = jnp.asarray(rng.integers(0, 37, (3, 7)), jnp.int32)
+    w = jnp.asarray(rng.integers(0, 2, (3, 7)), jnp.float32)
+
+    def total(fn, x):
+        ce, lse = fn(x, targets)[:2]
+        return jnp.sum(w * (ce + z_loss * lse**2))
+
+    ours, grad = jax.value_and_grad(lambda x: total(train_step.token_losses, x))(logits)
+    ref, ref_grad = jax.value_and_grad(lambda x: total(_autodiff_token_losses, x))(logits)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, atol=1e-7, rtol=1e-6)
+    _, _, correct = train_step.token_losses(logits, targets)
+    np.testing.assert_array_equal(correct, jnp.argmax(logits, -1) == targets)
+
+
+def test_token_losses_keep_the_logits_dtype_and_count_a_tie_as_correct():
+    logits = jnp.zeros((1, 2, 5), jnp.bfloat16).at[0, 1, 3].set(1.0)
+    targets = jnp.array([[4, 3]], jnp.int32)
+    _, _, correct = train_step.token_losses(logits, targets)
+    assert correct.tolist() == [[1.0, 1.0]]  # row 0: all logits tie
+    grad = jax.grad(lambda x: train_step.token_losses(x, targets)[0].sum())(logits)
+    assert grad.dtype == jnp.bfloat16
+
+
 def _state(config):
     model = OPTDecoder(config)
     tx = optimizer.make_optimizer(optimizer.OptimizerConfig(learning_rate=1e-3), 100)
