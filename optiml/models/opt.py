@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from optiml import token_ids
 from optiml.models import quantize
+from optiml.models.output_layer import tied_logits
 
 POSITION_OFFSET = 2  # OPT looks positions up at index position + 2 (fairseq's padding_idx hack)
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by metaseq and transformers
@@ -393,7 +394,8 @@ class OPTDecoder(nn.Module):
                 kernel_init=_init(_normal(), ("embed", None)),
                 name="project_out",
             )(x)
-        logits = embed.attend(x).astype(jnp.float32)
+        x, embedding = nn.dtypes.promote_dtype(x, embed.embedding, dtype=cfg.dtype)
+        logits = tied_logits(x, embedding).astype(jnp.float32)  # = embed.attend(x)
         return _constrain(logits, ("batch", "length", "vocab"))
 
 
