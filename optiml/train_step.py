@@ -17,6 +17,7 @@ gives the same loss and gradient as one big batch. TF-free.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -49,29 +50,37 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, ...]
 def _token_losses(logits: jax.Array, targets: jax.Array) -> tuple[tuple[jax.Array, ...], tuple]:
     x = logits.astype(jnp.float32)
     top = jnp.max(x, axis=-1)
-    lse = top + jnp.log(jnp.sum(jnp.exp(x - top[..., None]), axis=-1))
+    exp = jnp.exp(x - top[..., None])  # kept for the backward: no second pass of exponentials
+    lse = top + jnp.log(jnp.sum(exp, axis=-1))
     target_logit = jnp.take_along_axis(x, targets[..., None], axis=-1)[..., 0]
     correct = (target_logit >= top).astype(jnp.float32)
-    return (lse - target_logit, lse, correct), (logits, lse, targets)
+    dtype = jnp.zeros((), logits.dtype)
+    return (lse - target_logit, lse, correct), (exp, jnp.exp(top - lse), targets, dtype)
 
 
 def _token_losses_backward(residuals: tuple, cotangents: tuple) -> tuple[jax.Array, None]:
-    logits, lse, targets = residuals
+    exp, scale, targets, dtype = residuals
     g_ce, g_lse, _ = cotangents  # `correct` is a step function: no gradient
-    probs = jnp.exp(logits.astype(jnp.float32) - lse[..., None])
-    hit = jnp.arange(logits.shape[-1]) == targets[..., None]
+    probs = exp * scale[..., None]  # softmax = exp(x - top) * exp(top - lse)
+    hit = jnp.arange(exp.shape[-1]) == targets[..., None]
     grad = (g_ce + g_lse)[..., None] * probs - jnp.where(hit, g_ce[..., None], 0.0)
-    return grad.astype(logits.dtype), None
+    return grad.astype(dtype.dtype), None
 
 
 token_losses.defvjp(_token_losses, _token_losses_backward)
 
 
 def loss_sums(
-    logits: jax.Array, batch: Batch, *, normalization: str = "token", z_loss: float = 0.0
+    logits: jax.Array,
+    batch: Batch,
+    *,
+    normalization: str = "token",
+    z_loss: float = 0.0,
+    row_length: int | None = None,
 ) -> dict[str, jax.Array]:
     """Sums over one (micro)batch: `numerator` / `denominator` is the loss (module docstring);
-    `ce`, `z`, `correct` are weighted sums and `weight` the target-token count (for metrics)."""
+    `ce`, `z`, `correct` are weighted sums and `weight` the target-token count (for metrics).
+    `row_length`: the rows' full length when `batch` holds only some positions of each row."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"loss normalization {normalization!r}: choose from {NORMALIZATIONS}")
     ce, lse, correct = token_losses(logits, batch["decoder_target_tokens"])
@@ -87,7 +96,7 @@ def loss_sums(
         sums["numerator"], sums["denominator"] = jnp.sum(per_token), jnp.sum(w)
         return sums
     # Per document: segment s of row b gets id b * (L + 1) + s (segment 0 = padding, weight 0).
-    b, length = w.shape
+    b, length = w.shape[0], row_length or w.shape[1]
     ids = (jnp.arange(b)[:, None] * (length + 1) + batch["decoder_segment_ids"]).reshape(-1)
     doc_loss = jax.ops.segment_sum(per_token.reshape(-1), ids, num_segments=b * (length + 1))
     doc_weight = jax.ops.segment_sum(w.reshape(-1), ids, num_segments=b * (length + 1))
@@ -99,7 +108,9 @@ def loss_sums(
     return sums
 
 
-def _apply(model: nn.Module, params: Any, batch: Batch, rng: jax.Array | None) -> jax.Array:
+def _apply(
+    model: nn.Module, params: Any, batch: Batch, rng: jax.Array | None, select: Any = None
+) -> jax.Array:
     return model.apply(
         {"params": params},
         batch["decoder_input_tokens"],
@@ -107,7 +118,38 @@ def _apply(model: nn.Module, params: Any, batch: Batch, rng: jax.Array | None) -
         batch["decoder_positions"],
         deterministic=rng is None,
         rngs=None if rng is None else {"dropout": rng},
+        select=select,
     )
+
+
+_PICKED = ("decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids")
+
+
+def _batch_loss_sums(
+    model: nn.Module, params: Any, batch: Batch, rng: jax.Array | None, capacity: float, **loss
+) -> dict[str, jax.Array]:
+    """`loss_sums` with the output layer run only where it is needed: at each row's positions
+    with a loss weight (in order), padded with unweighted ones up to `capacity` x the row
+    length (rounded up to 8). A batch with a row holding more weighted positions than that
+    runs it at every position (`lax.cond`: the same sums either way, only the cost differs)."""
+    length = batch["decoder_target_tokens"].shape[1]
+    keep = min(length, -(-math.ceil(capacity * length) // 8) * 8)
+
+    def everywhere() -> dict[str, jax.Array]:
+        return loss_sums(_apply(model, params, batch, rng), batch, **loss)
+
+    if keep >= length:
+        return everywhere()
+    weighted = batch["decoder_loss_weights"] != 0  # NaN weights count (and poison the loss)
+
+    def weighted_only() -> dict[str, jax.Array]:
+        select = jnp.argsort(~weighted, axis=1, stable=True)[:, :keep]  # weighted ones first
+        picked = {k: jnp.take_along_axis(batch[k], select, axis=1) for k in _PICKED}
+        logits = _apply(model, params, batch, rng, select)
+        return loss_sums(logits, picked, row_length=length, **loss)
+
+    fits = jnp.max(jnp.sum(weighted, axis=1)) <= keep
+    return jax.lax.cond(fits, weighted_only, everywhere)
 
 
 def _split_microbatches(batch: Batch, num: int) -> Batch:
@@ -128,15 +170,18 @@ def make_train_step(
     normalization: str = "token",
     z_loss: float = 0.0,
     num_microbatches: int = 1,
+    logits_capacity: float = 0.625,
 ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """train_step(state, batch, rng) -> (new state, metrics); dropout keys fold in the step and
     the microbatch index. Metrics: loss, cross_entropy, log_z_squared, accuracy, grad_norm,
-    tokens."""
+    tokens. `logits_capacity`: the output layer runs only at the loss-weighted positions when
+    every row has at most this fraction of them (targets-only losses: prompts and padding need
+    no logits), else everywhere (`_batch_loss_sums`); 1.0 always everywhere."""
+    loss = dict(normalization=normalization, z_loss=z_loss)
 
     def sums_and_grads(params: Any, batch: Batch, rng: jax.Array) -> tuple[dict, Any]:
         def numerator(p: Any) -> tuple[jax.Array, dict]:
-            logits = _apply(model, p, batch, rng)
-            sums = loss_sums(logits, batch, normalization=normalization, z_loss=z_loss)
+            sums = _batch_loss_sums(model, p, batch, rng, logits_capacity, **loss)
             return sums["numerator"], sums
 
         (_, sums), grads = jax.value_and_grad(numerator, has_aux=True)(params)

@@ -143,6 +143,31 @@ def test_microbatches_give_the_full_batch_step(normalization):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("normalization", ["token", "sequence"])
+def test_logits_only_at_weighted_positions_give_the_same_step(normalization):
+    """Targets-only rows (capacity 0.625 x 32 = 24 positions) and rows with more weighted
+    positions than that (the fallback) both give the full computation's step."""
+    model, state = _state(tiny_config(dropout=0.1))
+    sparse = next(synthetic()(batch_size=BATCH))
+    dense = {**sparse, "decoder_loss_weights": (sparse["decoder_segment_ids"] > 0) * 1.0}
+    assert (sparse["decoder_loss_weights"] > 0).sum(1).max() <= 24
+    assert (dense["decoder_loss_weights"] > 0).sum(1).max() > 24
+    for batch in (sparse, dense):
+        batch = jax.tree.map(jnp.asarray, batch)
+        (p1, m1), (p2, m2) = [
+            jax.jit(
+                train_step.make_train_step(
+                    model, normalization=normalization, logits_capacity=capacity
+                )
+            )(state, batch, jax.random.key(1))
+            for capacity in (1.0, 0.625)
+        ]
+        for key in ("loss", "accuracy", "grad_norm", "tokens"):
+            np.testing.assert_allclose(m2[key], m1[key], rtol=2e-6, err_msg=key)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-7), p2.params, p1.params)
+
+
+@pytest.mark.slow
 def test_train_step_updates_and_uses_dropout():
     model, state = _state(tiny_config(dropout=0.1))
     batch = jax.tree.map(jnp.asarray, next(synthetic()(batch_size=BATCH)))
