@@ -15,7 +15,10 @@ Measures, each phase in its own process (machine load printed first and last: it
 4. naive: `seqio.get_mixture_or_task(mixture).get_dataset(..., shuffle=True, num_epochs=None)`
    over the same tasks, examples counted one by one (packing left out: the speed-up printed is a
    lower bound), for --naive_seconds after its first example (--naive_build_seconds to build it;
-   if it never yields one, its rate is bounded above by one example per budget).
+   if it never yields one, its rate is bounded above by one example per budget). Its first draw
+   from each task fills that task's shuffle buffer (tokenizing ~1,000 examples), a warm-up spread
+   over its first minutes: the rate over all of it and the rate over its last --naive_window
+   seconds (nearer its steady state) are printed apart; the speed-up uses the faster of the two.
 Prints every figure and its target; exit status 1 if a target is missed.
 """
 
@@ -281,12 +284,15 @@ def run_naive(args: argparse.Namespace) -> dict:
         text=True,
     )
     events: dict[str, dict] = {}
+    progress: list[tuple[float, int]] = []  # (seconds since the first example, examples)
 
     def read() -> None:
         for line in proc.stdout:
             if line.startswith("{"):
                 event = json.loads(line)
                 events[event["event"]] = event
+                if event["event"] == "batch":
+                    progress.append((event["steady_s"], event["steady_examples"]))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -314,9 +320,14 @@ def run_naive(args: argparse.Namespace) -> dict:
     }
     last = events.get("batch")
     if last and last["steady_examples"] > 0:
-        result["naive_examples_per_s"] = last["steady_examples"] / last["steady_s"]
+        overall = last["steady_examples"] / last["steady_s"]
+        start = next((p for p in progress if p[0] >= last["steady_s"] - args.naive_window), None)
+        late = (last["steady_examples"] - start[1]) / max(last["steady_s"] - start[0], 1e-9)
+        result["naive_examples_per_s_overall"] = overall
+        result[f"naive_examples_per_s_last_{args.naive_window:g}s"] = late
+        result["naive_examples_per_s"] = max(overall, late)
         result["naive_steady_s"] = last["steady_s"]
-        result["naive_bound"] = "measured"
+        result["naive_bound"] = "measured (the faster of the two rates)"
     else:  # no steady batch at all: at most one example in the time it was given
         result["naive_examples_per_s"] = 1.0 / waited
         result["naive_bound"] = f"upper bound: no steady batch within {waited:.0f} s"
@@ -335,6 +346,7 @@ def main() -> int:
     parser.add_argument("--warmup_batches", type=int, default=20)
     parser.add_argument("--steady_seconds", type=float, default=20.0)
     parser.add_argument("--naive_seconds", type=float, default=60.0)
+    parser.add_argument("--naive_window", type=float, default=20.0)
     parser.add_argument("--naive_build_seconds", type=float, default=420.0)
     parser.add_argument("--naive_max_examples", type=int, default=20000)
     parser.add_argument("--fresh", action="store_true", help="delete the cache first")

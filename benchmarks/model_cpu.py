@@ -1,15 +1,17 @@
 """optiml's OPT vs transformers' OPTForCausalLM (torch) on this CPU, same config, weights, batch.
 
     python benchmarks/model_cpu.py [--config 125m] [--layers 4] [--batch 2] [--length 64]
-        [--prompt 16] [--new_tokens 16] [--steps 2] [--threads 1]
+        [--prompt 16] [--new_tokens 16] [--repeats 5] [--threads 2]
 
 Defaults (125m widths, 4 layers) finish in about a minute; `--layers 0` keeps all layers.
 
 Prints tokens/s of both and the ratio optiml / torch for
 - train: forward + backward (mean token cross-entropy, gradients for every parameter), fp32;
 - decode: greedy KV-cache decoding of `new_tokens` after a `prompt`-token prompt (EOS disabled,
-  so every row generates all tokens), fp32.
-A ratio >= 1.0 means optiml is at least as fast. jit compile time is excluded (one warm-up call).
+  so every row generates all tokens) vs `generate(do_sample=False)`, fp32.
+A ratio >= 1.0 means optiml is at least as fast. optiml's compile (its first call) and torch's
+first call (the warm-up) are printed on their own lines; the steady state is `--repeats` calls
+of each, interleaved (`benchmarks/timing.py`), with the threads and the load.
 """
 
 from __future__ import annotations
@@ -17,24 +19,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-_threads = argparse.ArgumentParser(add_help=False)
-_threads.add_argument("--threads", type=int, default=0)
-THREADS = _threads.parse_known_args()[0].threads
-if THREADS == 1:  # XLA's CPU thread pool must be configured before jax starts
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    ).strip()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import timing  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
@@ -42,12 +37,14 @@ from optiml.models import convert, decoding, opt  # noqa: E402
 from optiml.models.params import param_count  # noqa: E402
 
 
-def _timed(fn, steps: int) -> float:
-    fn()  # warm-up (compiles)
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
+def _compare(what: str, ours, theirs, tokens: int, repeats: int) -> None:
+    """One-off lines (our compile, their warm-up), then the interleaved steady state."""
+    print(f"one-off  optiml {what} compile + first call {timing.once(ours):7.2f} s")
+    print(f"warm-up  torch {what} first call            {timing.once(theirs):7.2f} s")
+    runs = timing.interleaved({f"optiml {what}": ours, f"torch {what}": theirs}, repeats)
+    for r in runs.values():
+        print(r.line("tok", tokens))
+    print(timing.ratio_line(runs[f"optiml {what}"], runs[f"torch {what}"], goal=1.0))
 
 
 def main() -> None:
@@ -58,26 +55,24 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=64, help="train sequence length")
     parser.add_argument("--prompt", type=int, default=16, help="decode prompt length")
     parser.add_argument("--new_tokens", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="1: single-threaded torch+XLA")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
 
-    if THREADS:
-        torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     overrides = dict(dtype="float32", dropout=0.0)
     if args.layers:  # 0 keeps the published depth
         overrides["num_layers"] = args.layers
     config = opt.named_config(args.config, **overrides)
     hf_config = transformers.OPTConfig(**{**convert.hf_config_dict(config), "dropout": 0.0})
-    hf_config._attn_implementation = "eager"
     torch.manual_seed(0)
     model = transformers.OPTForCausalLM(hf_config)
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     params = jax.device_put(convert.hf_to_params(state.__getitem__, config))
     print(
         f"config {args.config} ({param_count(config) / 1e6:.1f}M params, "
-        f"{config.num_layers} layers), batch {args.batch}, CPU threads: torch "
-        f"{torch.get_num_threads()}, jax devices {jax.device_count()}"
+        f"{config.num_layers} layers), fp32, batch {args.batch}; transformers attention "
+        f"{model.config._attn_implementation}; " + timing.header(torch.get_num_threads())
     )
 
     # ---- forward + backward
@@ -94,38 +89,35 @@ def main() -> None:
 
         return jax.value_and_grad(loss)(params)
 
-    ours = _timed(lambda: jax.block_until_ready(grad_step(params)), args.steps)
-    model.train()
     ids = torch.tensor(tokens[:, :-1], dtype=torch.long)
     labels = torch.tensor(tokens[:, 1:], dtype=torch.long)
 
     def torch_step():
+        model.train()
         model.zero_grad(set_to_none=True)
         logits = model(input_ids=ids).logits
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
         loss.backward()
 
-    theirs = _timed(torch_step, args.steps)
-    n = args.batch * args.length
-    print(
-        f"train fwd+bwd  optiml {n / ours:9.1f} tok/s   torch {n / theirs:9.1f} tok/s   "
-        f"ratio {theirs / ours:.2f}"
-    )
+    print(f"== forward + backward, {args.batch} x {args.length} tokens")
+    _compare("fwd+bwd", lambda: jax.block_until_ready(grad_step(params)), torch_step,
+             args.batch * args.length, args.repeats)  # fmt: skip
 
     # ---- greedy decoding with the KV cache
-    model.eval()
     no_eos = config.replace(eos_id=-1)
     prompts = tokens[:, : args.prompt].copy()
     prompts[:, 0] = config.bos_id
     lengths = np.full((args.batch,), args.prompt, np.int32)
+    outputs = {}
 
     def our_decode():
         out = decoding.generate(params, no_eos, prompts, lengths, max_new_tokens=args.new_tokens)
-        jax.block_until_ready(out)
+        outputs["optiml"] = np.asarray(out)
 
     def torch_decode():
+        model.eval()
         with torch.no_grad():
-            model.generate(
+            out = model.generate(
                 input_ids=torch.tensor(prompts, dtype=torch.long),
                 attention_mask=torch.ones(prompts.shape, dtype=torch.long),
                 do_sample=False,
@@ -134,14 +126,12 @@ def main() -> None:
                 eos_token_id=None,
                 pad_token_id=1,
             )
+        outputs["torch"] = out[:, args.prompt :].numpy()
 
-    ours = _timed(our_decode, args.steps)
-    theirs = _timed(torch_decode, args.steps)
-    n = args.batch * args.new_tokens
-    print(
-        f"greedy decode  optiml {n / ours:9.1f} tok/s   torch {n / theirs:9.1f} tok/s   "
-        f"ratio {theirs / ours:.2f}"
-    )
+    print(f"== greedy decoding, {args.batch} prompts of {args.prompt} + {args.new_tokens} tokens")
+    _compare("greedy", our_decode, torch_decode, args.batch * args.new_tokens, args.repeats)
+    same = np.array_equal(outputs["optiml"], outputs["torch"])
+    print(f"same tokens as transformers: {same}; load at the end (1/5/15 min): {timing.load()}")
 
 
 if __name__ == "__main__":

@@ -1,30 +1,36 @@
 """Training-step speed: optiml's sharded JAX train step vs a transformers OPT step in torch.
 
     .venv/bin/python benchmarks/train_step.py [--size bench] [--batch 8] [--length 256]
-        [--steps 5] [--dtype float32] [--no_torch]
+        [--steps 5] [--dtype float32] [--threads 2] [--no_torch]
 
 Both sides run the same model shape (random weights), the same [batch, length] token rows, the
 loss on the same target tokens, dropout 0.1, AdamW (0.9, 0.95, weight decay 0.1) with clipping
-at 1.0, on every core of this machine: optiml through `optiml.trainer`'s pieces (partitioner
-over the local devices, jit with donation, fp32 AdamW state); torch through
-`OPTForCausalLM(...)` + `torch.optim.AdamW` (its default attention). Both are warmed up (compile
-/ first step) before `--steps` timed steps. Prints tokens/s of each, the ratio (goal >= 1.0) and
-MFU: model FLOPs per token (`optiml.flops`, 6N + attention) x tokens/s over the peak FLOP/s --
-on a CPU the peak is measured here (the best of a few large fp32 matmuls through XLA), on
-GPU/TPU it is the data-sheet bf16 peak. On a GPU, `--size 1.3b --dtype bfloat16 --batch 8
---length 2048 --no_torch` gives the OPT-1.3B MFU (goal >= 50%).
+at 1.0: optiml through `optiml.trainer`'s pieces (partitioner over the local devices, jit with
+donation, fp32 AdamW state), torch through `OPTForCausalLM(...)` + `torch.optim.AdamW` (its
+default attention, `--threads` threads). optiml's compile + first step and torch's first step
+(its warm-up) are printed on their own lines; then `--steps` steps of each, interleaved
+(`benchmarks/timing.py`: median, range, CPU time, load). Prints tokens/s of each, the ratio
+(goal >= 1.0) and MFU: model FLOPs per token (`optiml.flops`, 6N + attention) x tokens/s over
+the peak FLOP/s -- on a CPU the peak is measured here (the best of a few large fp32 matmuls
+through XLA), on GPU/TPU it is the data-sheet bf16 peak (OPT-1.3B on a GPU, the paper's shapes:
+`benchmarks/accelerator.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import os
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import timing  # noqa: E402  (benchmarks/timing.py)
 
 from optiml import flops, optimizer, partitioning, train_step
 from optiml.models import convert, opt
@@ -32,6 +38,7 @@ from optiml.models.params import param_count
 from optiml.synthetic import SyntheticData
 
 SIZES = {"bench": dict(hidden_size=256, num_layers=4, num_heads=4, ffn_dim=1024)}
+RNG = jax.random.key(1)
 
 
 def model_config(size: str, dtype: str) -> opt.OPTConfig:
@@ -45,8 +52,8 @@ def batches(config: opt.OPTConfig, batch: int, length: int, count: int) -> list[
     return [next(stream) for _ in range(count)]
 
 
-def time_optiml(config: opt.OPTConfig, rows: list[dict], steps: int, remat: str) -> float:
-    """Seconds per step (after a compile + warm-up step)."""
+def optiml_step(config: opt.OPTConfig, rows: list[dict], remat: str) -> Callable[[], None]:
+    """One optiml train step per call (partitioner over the local devices, jit with donation)."""
     config = config.replace(remat_policy=remat)
     partitioner = partitioning.Partitioner.create(partitioning.MeshConfig(data=-1))
     model = opt.OPTDecoder(config)
@@ -61,25 +68,28 @@ def time_optiml(config: opt.OPTConfig, rows: list[dict], steps: int, remat: str)
     )
     size = rows[0]["decoder_input_tokens"].shape[0]
     arrays = [partitioner.global_batch(b, size) for b in rows]
-    rng = jax.random.key(1)
-    for b in arrays[:2]:  # compile + warm-up
-        state, metrics = step(state, b, rng)
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for i in range(steps):
-        state, metrics = step(state, arrays[i % len(arrays)], rng)
-    jax.block_until_ready((state.params, metrics))
-    return (time.perf_counter() - start) / steps
+    carry = {"state": state, "i": 0}
+
+    def run() -> None:
+        carry["state"], metrics = step(carry["state"], arrays[carry["i"] % len(arrays)], RNG)
+        carry["i"] += 1
+        jax.block_until_ready((carry["state"].params, metrics))
+
+    return run
 
 
-def time_torch(config: opt.OPTConfig, rows: list[dict], steps: int) -> float:
+def torch_step(config: opt.OPTConfig, rows: list[dict], device: str = "cpu") -> Callable[[], None]:
+    """One transformers OPTForCausalLM + torch.optim.AdamW step per call (fp32 weights and
+    Adam; under bf16 autocast when `config.dtype` is bfloat16, as optiml computes)."""
+    import contextlib
+
     import torch
     import transformers
 
-    torch.set_num_threads(os.cpu_count() or 1)
     hf = transformers.OPTConfig(**convert.hf_config_dict(config))
-    model = transformers.OPTForCausalLM(hf)
+    model = transformers.OPTForCausalLM(hf).to(device)
     model.train()
+    bf16 = config.dtype == "bfloat16"
     adam = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.95), weight_decay=0.1)
     tensors = []
     for b in rows:
@@ -87,22 +97,24 @@ def time_torch(config: opt.OPTConfig, rows: list[dict], steps: int) -> float:
         tokens = np.concatenate([b["decoder_input_tokens"][:, :1], b["decoder_target_tokens"]], 1)
         labels = np.where(b["decoder_loss_weights"] > 0, b["decoder_target_tokens"], -100)
         labels = np.concatenate([np.full_like(labels[:, :1], -100), labels], 1)
-        tensors.append((torch.tensor(tokens[:, :-1]).long(), torch.tensor(labels[:, :-1]).long()))
+        pair = (torch.tensor(tokens[:, :-1]).long(), torch.tensor(labels[:, :-1]).long())
+        tensors.append(tuple(t.to(device) for t in pair))
+    count = [0]
 
-    def one_step(tokens, labels):
-        loss = model(input_ids=tokens, labels=labels).loss
+    def run() -> None:
+        tokens, labels = tensors[count[0] % len(tensors)]
+        count[0] += 1
+        autocast = torch.autocast(device, torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
+            loss = model(input_ids=tokens, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         adam.step()
         adam.zero_grad(set_to_none=True)
-        return loss
+        if device != "cpu":
+            torch.cuda.synchronize()
 
-    for tokens, labels in tensors[:2]:
-        one_step(tokens, labels)
-    start = time.perf_counter()
-    for i in range(steps):
-        one_step(*tensors[i % len(tensors)])
-    return (time.perf_counter() - start) / steps
+    return run
 
 
 def measured_peak_flops() -> float:
@@ -128,6 +140,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--remat", default="none", choices=sorted(opt.REMAT_POLICIES))
     parser.add_argument("--no_torch", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
 
     config = model_config(args.size, args.dtype)
@@ -143,18 +156,26 @@ def main() -> None:
         f"OPT {args.size}: {param_count(config) / 1e6:.1f}M params, batch {args.batch} x "
         f"{args.length}, {args.dtype}, {per_token / 1e6:.1f} MFLOP/token; "
         f"{jax.local_device_count()} x {jax.devices()[0].device_kind}, "
-        f"peak {total_peak / 1e9:.1f} GFLOP/s ({peak_note})"
+        f"peak {total_peak / 1e9:.1f} GFLOP/s ({peak_note}); " + timing.header(args.threads)
     )
 
-    seconds = time_optiml(config, rows, args.steps, args.remat)
-    ours = tokens / seconds
-    print(f"optiml  {ours:10.0f} tokens/s  MFU {ours * per_token / total_peak:6.1%}")
-    if args.no_torch:
-        return
-    seconds = time_torch(config, rows, args.steps)
-    theirs = tokens / seconds
-    print(f"torch   {theirs:10.0f} tokens/s  MFU {theirs * per_token / total_peak:6.1%}")
-    print(f"ratio optiml / torch: {ours / theirs:.2f} (goal >= 1.0)")
+    ours = optiml_step(config, rows, args.remat)
+    print(f"one-off  optiml compile + first step   {timing.once(ours):8.1f} s")
+    contenders = {"optiml": ours}
+    if not args.no_torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        theirs = torch_step(config, rows)
+        print(f"warm-up  torch first step              {timing.once(theirs):8.1f} s")
+        contenders["torch"] = theirs
+    runs = timing.interleaved(contenders, args.steps)
+    for r in runs.values():
+        mfu = r.rate(tokens) * per_token / total_peak
+        print(f"{r.line('tok', tokens)}  MFU {mfu:6.1%}")
+    if not args.no_torch:
+        print(timing.ratio_line(runs["optiml"], runs["torch"], goal=1.0))
+    print(f"load at the end (1/5/15 min): {timing.load()}")
 
 
 if __name__ == "__main__":
