@@ -78,6 +78,16 @@ def optiml_step(config: opt.OPTConfig, rows: list[dict], remat: str) -> Callable
     return run
 
 
+def time_optiml(config: opt.OPTConfig, rows: list[dict], steps: int, remat: str) -> float:
+    """Seconds per optiml step after a compile and a warm-up step (`trainer_loop.py`'s floor)."""
+    run = optiml_step(config, rows, remat)
+    run(), run()
+    start = time.perf_counter()
+    for _ in range(steps):
+        run()
+    return (time.perf_counter() - start) / steps
+
+
 def torch_step(config: opt.OPTConfig, rows: list[dict], device: str = "cpu") -> Callable[[], None]:
     """One transformers OPTForCausalLM + torch.optim.AdamW step per call (fp32 weights and
     Adam; under bf16 autocast when `config.dtype` is bfloat16, as optiml computes)."""
