@@ -25,7 +25,7 @@ import logging
 
 import seqio
 
-from optiml.bench import catalog, levels, mixing, names
+from optiml.bench import catalog, levels, metaicl, mixing, names
 from optiml.bench.sources import common
 from optiml.pipeline import vocab as vocab_lib
 
@@ -69,11 +69,15 @@ def register_task(record: catalog.TaskRecord, loader, variant: str | None = None
     seqio; returns its name."""
     options = common.variant_options(loader, variant)
     name = names.task_name(record.benchmark, record.task, variant)
+    return _add_task(name, loader.make_source(record, seed=common.PROMPT_SEED, **options))
+
+
+def _add_task(name: str, source: seqio.DataSource) -> str:
     if name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=loader.make_source(record, seed=common.PROMPT_SEED, **options),
+        source=source,
         preprocessors=list(PREPROCESSORS),
         output_features=output_features(),
         metric_fns=[],
@@ -81,11 +85,36 @@ def register_task(record: catalog.TaskRecord, loader, variant: str | None = None
     return name
 
 
+def register_metaicl_task(record: catalog.TaskRecord, loader, config: metaicl.MetaICLConfig) -> str:
+    """Register the MetaICL twin of a task (`optiml:<benchmark>:<task>#metaicl_<hash>`, paper
+    §4.8): its `train` split carries demonstrations (`optiml.bench.metaicl`), the other splits
+    are the task's 0-shot examples. Nothing is read until a dataset is built."""
+    count_tokens = None
+    if config.max_tokens is not None:
+        vocabulary = vocab_lib.opt_vocabulary()
+
+        def count_tokens(text: str) -> int:
+            return len(vocabulary.encode(text))
+
+    def examples_fn(split: str) -> list[common.Example]:
+        shown = loader.examples(record, split, num_demos=0, seed=common.PROMPT_SEED)
+        if split != "train":
+            return shown
+        return metaicl.metaicl_examples(record.name, shown, shown, config, count_tokens)
+
+    name = names.task_name(record.benchmark, record.task, config.variant)
+    return _add_task(name, common.function_source(record.source_id, examples_fn))
+
+
 def register_mixture(mixture: str, spec: mixing.MixtureSpec) -> str:
     """Register `optiml_mix:<mixture>` over the registered tasks of its level (gin-callable)."""
     name = mixing.define_mixture(mixture, spec)
     registered = set(seqio.TaskRegistry.names())
-    tasks = [r.name for r in mixing.level_tasks(spec) if r.name in registered]
+    records = [r for r in mixing.level_tasks(spec) if r.name in registered]
+    for record in records:
+        if mixing.trained_name(record, spec) != record.name:
+            register_metaicl_task(record, catalog.loader(record.benchmark), spec.metaicl)
+    tasks = [mixing.trained_name(r, spec) for r in records]
     if name in seqio.MixtureRegistry.names():
         seqio.MixtureRegistry.remove(name)
     if tasks:

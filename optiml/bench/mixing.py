@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 
 from optiml import paths
-from optiml.bench import catalog, levels, names, partial_data, subsets
+from optiml.bench import catalog, levels, metaicl, names, partial_data, subsets
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class MixtureSpec:
     # text of §4.5 (their shares: `MixingConfig.extra_shares["dialogue" / "pretrain"]`).
     off_benchmarks: tuple[str, ...] = ()
     partial_data: str = "stop"  # training mixtures: one of partial_data.POLICIES
+    # MetaICL training (paper §4.8): the mixture trains on each task's MetaICL twin
+    # `optiml:<benchmark>:<task>#metaicl_<hash>` (optiml.bench.metaicl) at the task's own rate
+    metaicl: metaicl.MetaICLConfig | None = None
 
     def __post_init__(self) -> None:  # gin passes lists: keep the spec hashable
         if not isinstance(self.off_benchmarks, tuple):
@@ -152,6 +155,13 @@ def level_tasks(spec: MixtureSpec) -> list[catalog.TaskRecord]:
     return records
 
 
+def trained_name(record: catalog.TaskRecord, spec: MixtureSpec) -> str:
+    """The seqio task a mixture trains on for `record`: its own, or its MetaICL twin."""
+    if spec.metaicl is None or record.benchmark in metaicl.PLAIN_TEXT:
+        return record.name
+    return names.task_name(record.benchmark, record.task, spec.metaicl.variant)
+
+
 @paths.cache_per_data_dir()
 def count_examples(record: catalog.TaskRecord, split: str) -> int | str:
     """Exact example count of a task's split (its loader's `count_examples`, cached), or the
@@ -173,15 +183,17 @@ def mixture_rates(mixture: str) -> MixtureRates:
     spec = MIXTURES[mixture]
     records = level_tasks(spec)
     counts, reasons = {}, {}
-    for rec in records:
+    for rec in records:  # a MetaICL twin has its task's examples, one each
         n = count_examples(rec, spec.split)
         if isinstance(n, str) or n == 0:
-            reasons[rec.name] = n if isinstance(n, str) else f"no {spec.split!r} examples"
+            reasons[trained_name(rec, spec)] = (
+                n if isinstance(n, str) else f"no {spec.split!r} examples"
+            )
         else:
-            counts[rec.name] = n
+            counts[trained_name(rec, spec)] = n
     if not counts:
         raise ValueError(f"mixture {mixture}: no task is available locally ({len(reasons)} absent)")
-    bench_of = {r.name: r.benchmark for r in records}
+    bench_of = {trained_name(r, spec): r.benchmark for r in records}
     rates, benchmark_rates, missing_benchmarks = compute_rates(
         {name: (bench_of[name], n) for name, n in counts.items()}, spec.recipe
     )

@@ -38,7 +38,9 @@ class SourceDataError(OSError):
 
 @dataclass(frozen=True)
 class Example:
-    """One rendered example. `targets` starts with a space; `options`/`label` for rank tasks."""
+    """One rendered example. `targets` starts with a space; `options`/`label` for rank tasks.
+    `instruction`: the task-level instruction `inputs` starts with (NIV2, CoT: demonstrations go
+    after it, paper §2.4, §4.8), "" for instance-level prompts (FLAN, PromptSource, ...)."""
 
     id: str
     inputs: str
@@ -46,6 +48,7 @@ class Example:
     references: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
     label: int = -1
+    instruction: str = ""
 
 
 def pick(seed: int, n: int, *parts: object) -> int:

@@ -124,6 +124,13 @@ def _pick(seed: int, task_id: str, instance_id: str, what: str, n: int) -> int:
     return common.pick(seed, n, what, task_id, instance_id)
 
 
+def tk_definition(definition: str) -> str:
+    """Tk-Instruct's task-level head: "Definition: <definition, punctuated>\n\n"."""
+    f = catalog.prompt_formats()["niv2"]["tk_instruct"]
+    definition = _punct(definition) if "definition" in f["punctuate"] else definition
+    return f["definition"].format(definition=definition)
+
+
 def render_tk_instruct(definition: str, text: str, demos: Sequence[tuple[str, str]]) -> str:
     """Tk-Instruct's encoding (`ni_collator.py`, definition + positive examples), minus the
     trailing space after its closing "Output:" (the target brings its leading space)."""
@@ -133,7 +140,7 @@ def render_tk_instruct(definition: str, text: str, demos: Sequence[tuple[str, st
         return template.format(**{k: _punct(str(v)) if k in f["punctuate"] else v
                                   for k, v in fields.items()})  # fmt: skip
 
-    parts = [fill(f["definition"], definition=definition)]
+    parts = [tk_definition(definition)]
     parts += [fill(f["demo"], index=i + 1, input=x, output=y) for i, (x, y) in enumerate(demos)]
     parts.append(fill(f["query"], input=text))
     return "".join(parts)
@@ -160,8 +167,24 @@ def render_appendix_c(
         return f["demo"].format(example=shown, delimiter=after, output=y.strip())
 
     body = f["demo_separator"].join([block(x, y) for x, y in demos] + [block(text)])
+    return appendix_c_instruction(definition, instruction) + body
+
+
+def appendix_c_instruction(definition: str, instruction: int) -> str:
+    """The task-level head of an Appendix C prompt: e.g. "Task: <definition>\n"."""
+    f = catalog.prompt_formats()["niv2"]["appendix_c"]
     head = f["instruction"][instruction].format(definition=definition.strip())
-    return head + f["after_instruction"] + body
+    return head + f["after_instruction"]
+
+
+def instruction_prefix(task: NIV2Task, *, fmt: str, seed: int, instance_id: str) -> str:
+    """The instruction a prompt of `render_prompt` starts with (`Example.instruction`): the
+    Appendix C head, or Tk-Instruct's "Definition: ...\n\n" (its demonstrations follow it)."""
+    if fmt == "tk_instruct":
+        return tk_definition(task.definition)
+    f = catalog.prompt_formats()["niv2"]["appendix_c"]
+    pick = _pick(seed, task.task_id, instance_id, "instruction", len(f["instruction"]))
+    return appendix_c_instruction(task.definition, pick)
 
 
 def render_prompt(
@@ -255,6 +278,7 @@ def render_examples(
                 inputs=prompt,
                 targets=" " + target.strip(),
                 references=tuple(o.strip() for o in outputs),
+                instruction=instruction_prefix(task, fmt=fmt, seed=seed, instance_id=inst_id),
             )
         )
     return out

@@ -156,7 +156,8 @@ def examples(
         delimiter = common.pick_delimiter(seed, record.task, str(i))
         prompt = render_prompt(record.source_id, question, delimiter, demos)
         target = render_target(answer, rationale)
-        out.append(common.Example(str(i), prompt, target, (target.strip(),), (), -1))
+        head = instruction(record.source_id) + "\n"  # demonstrations follow it (Example)
+        out.append(common.Example(str(i), prompt, target, (target.strip(),), (), -1, head))
     return out
 
 
