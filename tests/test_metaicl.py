@@ -15,8 +15,13 @@ SEP = "\n\n\n"
 
 def _task(n: int = 40, instruction: str = "") -> list[Example]:
     return [
-        Example(f"i{i}", f"{instruction}Input: text {i}\nAnswer:", f" label{i}", (f"label{i}",),
-                instruction=instruction)  # fmt: skip
+        Example(
+            f"i{i}",
+            f"{instruction}Input: text {i}\nAnswer:",
+            f" label{i}",
+            (f"label{i}",),
+            instruction=instruction,
+        )  # fmt: skip
         for i in range(n)
     ]
 
