@@ -19,7 +19,9 @@ command line and its own bindings, and `MODEL_DIR = <sweep_dir>/<variant>`. `--b
 the base files (e.g. by the paper-scale preset). The run's report (`<variant>/report.json`,
 the paper's aggregation, §4.1) becomes one row of `<sweep_dir>/sweep.{md,json,png}`: rows =
 variants, columns = each level's combined and k-shot means, then each level/benchmark k-shot
-mean.
+mean; then, per paper table that `tasks/paper/sweep_map.tsv` maps the file's variants to (e.g.
+eps_cap.gin -> Table 4), the paper's value beside ours for every cell measured, with protocol
+marks (`optiml.evaluation.paper_ablations`).
 
 Resume: a variant whose report exists and whose config fingerprint (sha256 of gin's parsed
 config, the run directory left out) is the one in `<variant>/sweep_fingerprint.txt` is not run
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from optiml import main as main_lib
+from optiml.evaluation import paper_ablations
 
 
 class VariantError(Exception):
@@ -160,7 +163,7 @@ def run_sweep(
     out = Path(sweep_dir or sweep.sweep_dir or Path("sweeps") / path.stem)
     out.mkdir(parents=True, exist_ok=True)
     base = list(base if base is not None else sweep.base)
-    rows = []
+    rows, reports = [], {}
     for i, variant in enumerate(sweep.variants):
         directory = out / variant
         args = variant_args(sweep, variant, str(directory), extra, base)
@@ -172,12 +175,14 @@ def run_sweep(
             (directory / FINGERPRINT).write_text(fp + "\n")
             search = [f"--gin_search_paths={','.join(search_paths)}"] if search_paths else []
             _run_variant(variant, [*args, *search])
-        report = report_lib.load_report(directory)
+        report = reports[variant] = report_lib.load_report(directory)
         rows.append({"variant": variant, "bindings": list(sweep.variants[variant]),
                      "fingerprint": fp, "cells": aggregates(report)})  # fmt: skip
     table = {"sweep": sweep.title or path.stem, "file": str(path), "base": base,
              "common": [*sweep.common, *extra], "columns": _columns(rows),
              "rows": rows}  # fmt: skip
+    dirs = {v: out / v for v in sweep.variants}
+    table["paper"] = paper_ablations.compare(path.stem, reports, dirs)
     write_table(table, out)
     print(format_markdown(table), flush=True)
     return table
@@ -224,11 +229,14 @@ def format_markdown(table: Mapping[str, Any]) -> str:
             lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
     lines += ["", "| variant | bindings |", "|---|---|"]
     lines += [f"| {r['variant']} | {'; '.join(r['bindings'])} |" for r in table["rows"]]
+    for section in table.get("paper", ()):
+        lines += paper_ablations.format_markdown(section)
     return "\n".join(lines)
 
 
 def plot_table(table: Mapping[str, Any], path: str | Path) -> None:
-    """Grouped bars: the level columns (no benchmark ones), one bar per variant."""
+    """Grouped bars: the level columns (no benchmark ones), one bar per variant; then a panel per
+    paper table compared (ours against the paper's value, `paper_ablations.plot`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,12 +244,18 @@ def plot_table(table: Mapping[str, Any], path: str | Path) -> None:
 
     columns = [c for c in table["columns"] if "/" not in c]
     rows = table["rows"]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(columns) + 2), 4), constrained_layout=True)
-    width = 0.8 / max(len(rows), 1)
+    sections = table.get("paper", [])
+    width = max(6, 1.2 * len(columns) + 2)
+    fig, axes = plt.subplots(1, 1 + len(sections), figsize=(width + 5 * len(sections), 4),
+                             constrained_layout=True, squeeze=False)  # fmt: skip
+    ax = axes[0][0]
+    for panel, section in zip(axes[0][1:], sections, strict=True):
+        paper_ablations.plot(panel, section)
+    bar = 0.8 / max(len(rows), 1)
     for i, row in enumerate(rows):
-        xs = [x + i * width for x in range(len(columns))]
-        ax.bar(xs, [row["cells"].get(c, 0.0) for c in columns], width=width, label=row["variant"])
-    ax.set_xticks([x + width * (len(rows) - 1) / 2 for x in range(len(columns))])
+        xs = [x + i * bar for x in range(len(columns))]
+        ax.bar(xs, [row["cells"].get(c, 0.0) for c in columns], width=bar, label=row["variant"])
+    ax.set_xticks([x + bar * (len(rows) - 1) / 2 for x in range(len(columns))])
     ax.set_xticklabels(columns, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("score")
     ax.set_title(f"Sweep: {table['sweep']}")

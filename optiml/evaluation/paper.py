@@ -57,10 +57,12 @@ class PaperTask:
         return self.benchmark == "-"
 
 
-def _rows(name: str) -> list[dict[str, str]]:
+def read_tsv(name: str) -> list[dict[str, str]]:
+    """The rows of `tasks/paper/<name>` (tab-separated, a header line); a short row fails naming
+    the file and line."""
     path = paths.tasks_dir() / "paper" / name
     with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     for line, row in enumerate(rows, start=2):
         if None in row.values() or None in row:
             raise ValueError(f"{path}:{line}: wrong number of columns")
@@ -71,7 +73,7 @@ def _rows(name: str) -> list[dict[str, str]]:
 def cells() -> tuple[PaperCell, ...]:
     """Every published cell of Tables 9-14 (564 numbers)."""
     out = []
-    for row in _rows("results.tsv"):
+    for row in read_tsv("results.tsv"):
         out.append(
             PaperCell(
                 table=row["table"],
@@ -89,7 +91,9 @@ def cells() -> tuple[PaperCell, ...]:
 @cache
 def task_map() -> dict[tuple[str, str], PaperTask]:
     """(table, paper task) -> where the registry has it; every non-average paper task is here."""
-    return {(r["table"], r["paper_task"]): PaperTask(**_fields(r)) for r in _rows("task_map.tsv")}
+    return {
+        (r["table"], r["paper_task"]): PaperTask(**_fields(r)) for r in read_tsv("task_map.tsv")
+    }
 
 
 def _fields(row: Mapping[str, str]) -> dict[str, str]:
