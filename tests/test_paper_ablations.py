@@ -214,6 +214,20 @@ def test_scale_marks_at_the_papers_scale(tmp_path: Path) -> None:
     assert tasks["rows"][0]["cells"][0]["marks"][0].startswith("tasks: all = the registry's")
 
 
+def test_a_note_marks_only_the_shots_it_names() -> None:
+    """metaicl.gin -> Tables 8 and 20; their separator note is about 5-shot prompts only."""
+    S = report.TaskScore
+    rep = report.build_report([S(f"a{k}", FH, "Word Analogy", "niv2", "bard", k, "rougeL", 30.0)
+                               for k in (0, 5)], paper_model=None)  # fmt: skip
+    t8, t20 = pa.compare("metaicl", {"zipf_a4": rep})
+    assert (t8["table"], t20["table"]) == ("8", "20")
+    for section, paper in ((t8, (13.8, 36.5)), (t20, (13.8, 55.8))):
+        zero, five, *averages = section["rows"][0]["cells"]
+        assert (zero["paper"], five["paper"]) == paper
+        assert zero["marks"] == [] and five["marks"][0].startswith("separator: ")
+        assert all(a["column"] == pa.AVERAGE for a in averages)
+
+
 def test_sweep_table_has_the_paper_section(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A sweep whose variants are done (report + fingerprint): the table is rebuilt with Table 4."""
     file = tmp_path / "eps_cap.gin"

@@ -90,7 +90,8 @@ def tables() -> dict[str, dict[str, str]]:
 
 @cache
 def sweep_map() -> dict[tuple[str, str, str], dict[str, str]]:
-    """(sweep file stem, variant, table) -> {"row": paper row or "-", "note": ...}."""
+    """(sweep file stem, variant, table) -> {"row": paper row or "-", "note": a protocol mark,
+    "shots": the shots it applies to ("5"; "" = all)}."""
     return {(r["sweep"], r["variant"], r["table"]): r for r in read_tsv("sweep_map.tsv")}
 
 
@@ -177,7 +178,7 @@ def _ours(report: Mapping[str, Any], level: str, column: Column, shots: int) -> 
     return {"ours": value, "tasks": f"{count}/{wanted}", "marks": marks}
 
 
-def _cell(cell: AblationCell, ours: Mapping[str, Any], note: str) -> dict[str, Any]:
+def _cell(cell: AblationCell, ours: Mapping[str, Any], marks: list[str]) -> dict[str, Any]:
     return {
         "level": cell.level,
         "column": cell.column,
@@ -186,7 +187,7 @@ def _cell(cell: AblationCell, ours: Mapping[str, Any], note: str) -> dict[str, A
         "ours": round(ours["ours"], 4),
         "diff": round(ours["ours"] - cell.value, 4),
         "tasks": ours["tasks"],
-        "marks": ([note] if note else []) + list(ours["marks"]),
+        "marks": marks,
     }
 
 
@@ -197,15 +198,15 @@ def _label(level: str, column: str) -> str:
     return f"{LEVEL_TITLES[level]}/{column}" if level in LEVEL_TITLES else column
 
 
-def _row(table: str, variant: str, paper_row: str, note: str, report: Mapping[str, Any]) -> dict:
+def _row(table: str, variant: str, entry: Mapping[str, str], report: Mapping[str, Any]) -> dict:
+    """One variant against its paper row; the map's note marks the cells at `entry["shots"]`
+    (every cell when empty)."""
     layout = tables()[table]["columns"]
-    printed = [c for c in cells() if c.table == table and c.variant == paper_row]
-    out: dict[str, Any] = {
-        "variant": variant,
-        "paper_row": paper_row,
-        "cells": [],
-        "not_measured": [],
-    }
+    printed = [c for c in cells() if c.table == table and c.variant == entry["row"]]
+    noted = {int(k) for k in entry["shots"].split(",") if k} or {c.shots for c in printed}
+    note = [entry["note"]] if entry["note"] else []
+    out: dict[str, Any] = {"variant": variant, "paper_row": entry["row"], "cells": [],
+                           "not_measured": []}  # fmt: skip
     for cell in printed:
         if cell.column == AVERAGE:
             continue
@@ -213,21 +214,18 @@ def _row(table: str, variant: str, paper_row: str, note: str, report: Mapping[st
         if ours is None:
             out["not_measured"].append(f"{_label(cell.level, cell.column)} {cell.shots}-shot")
         else:
-            out["cells"].append(_cell(cell, ours, note))
+            marks = (note if cell.shots in noted else []) + ours["marks"]
+            out["cells"].append(_cell(cell, ours, marks))
     for cell in printed:  # the paper's Average: the mean of every category cell at those shots
         parts = [c for c in out["cells"] if c["shots"] == cell.shots]
         if cell.column != AVERAGE or not parts:
             continue
         wanted = sum(1 for c in printed if c.shots == cell.shots and c.column != AVERAGE)
-        marks = sorted({m for c in parts for m in c["marks"] if m != note})
+        marks = list(dict.fromkeys(m for c in parts for m in c["marks"]))
         if len(parts) < wanted:
             marks.append(f"partial: average over {len(parts)} of {wanted} columns")
-        ours = {
-            "ours": sum(c["ours"] for c in parts) / len(parts),
-            "tasks": f"{len(parts)}/{wanted}",
-            "marks": marks,
-        }
-        out["cells"].append(_cell(cell, ours, note))
+        mean = sum(c["ours"] for c in parts) / len(parts)
+        out["cells"].append(_cell(cell, {"ours": mean, "tasks": f"{len(parts)}/{wanted}"}, marks))
     return out
 
 
@@ -250,7 +248,7 @@ def compare(
                 reason = entry["note"] if entry else "not in tasks/paper/sweep_map.tsv"
                 section["unmapped"].append({"variant": variant, "reason": reason})
                 continue
-            section["rows"].append(_row(table, variant, entry["row"], entry["note"], report))
+            section["rows"].append(_row(table, variant, entry, report))
             scale = _scale(table, run_protocol(run_dirs[variant])) if variant in run_dirs else None
             examples = [s.get("num_examples", 0) for s in report.get("scores", ())]
             for mark in (scale, _examples(examples)):
