@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from optiml import cli, paths, quiet, validation
+from optiml import cli, gin_check, paths, quiet, validation
 from optiml.cli import ConfigError
 
 USAGE = (
@@ -225,7 +225,7 @@ def main(argv: Sequence[str]) -> Any:
         raise ConfigError(f"no gin file given; {USAGE} (optiml --help lists the tools)")
     function, model_dir = parse_config(files, bindings, search_paths)
     try:
-        validation.check_gin_config()  # types, ranges, names, mesh: before anything runs
+        gin_check.check_gin_config()  # types, ranges, names, mesh: before anything runs
     except validation.SettingError as e:
         raise ConfigError(str(e)) from None
     quiet.hide_gpus_from_tensorflow()

@@ -5,9 +5,9 @@
     optiml: TRAIN_STEPS=50 (trainer.train.steps): must exceed the warm-up,
             optimizer.OptimizerConfig.warmup_steps=60
 
-`check_gin_config()` is what `optiml.main` calls once the gin files are parsed and before RUN is
-called (so before any preparation, compilation or step). It reads every binding with its macros
-resolved and checks, in this order:
+`optiml.gin_check.check_gin_config()` is what `optiml.main` calls once the gin files are parsed
+and before RUN is called (so before any preparation, compilation or step). It reads every binding
+with its macros resolved and checks, in this order:
 
 1. its type against the bound function's annotations (int, float, str, bool, None, sequences);
 2. its range or name against `RULES` (e.g. lengths, batches, periods >= 1, a known mixture);
@@ -16,16 +16,13 @@ resolved and checks, in this order:
 
 `check_call(train, locals())` applies 1 and 2 to a plain Python call, so a function called without
 gin refuses the same values. Rules are keyed by the function's full name; a test checks that each
-key still names a function. Only `check_gin_config` imports gin (an entry point's job).
+key still names a function. This module never imports gin; `gin_check` (an entry point's job) does.
 """
 
 from __future__ import annotations
 
 import collections.abc
-import dataclasses
-import functools
 import importlib
-import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -37,6 +34,16 @@ Rule = Callable[[Any], str | None]  # value -> what is wrong with it, or None
 
 class SettingError(ValueError):
     """A setting out of its type or range; the message is one line naming it and its value."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A gin `@fn` / `@fn()` reference, left unevaluated (its own bindings are checked where it is
+    built); rules let it pass."""
+
+    scope: str
+    selector: str
+    evaluate: bool
 
 
 # -- rules on one value -------------------------------------------------------------------------
@@ -293,180 +300,3 @@ def check_call(fn: Any, arguments: Mapping[str, Any]) -> None:
         problem = check_value(fn, param, value)
         if problem:
             raise SettingError(f"{fn.__name__}({param}={value!r}): {problem}")
-
-
-# -- the gin configuration ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Setting:
-    """One binding with its macros resolved: `where` as gin writes it, the macro it came from."""
-
-    where: str  # e.g. "trainer.train.batch_size" or "train/stream.from_mixture.length"
-    value: Any
-    macro: str | None = None
-    default: bool = False  # not bound: the function's default
-
-    def error(self, problem: str) -> SettingError:
-        if self.macro:
-            return SettingError(f"{self.macro}={self.value!r} ({self.where}): {problem}")
-        return SettingError(f"{self.where}={self.value!r}: {problem}")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A gin `@fn` / `@fn()` reference, left unevaluated (its own bindings are checked)."""
-
-    scope: str
-    selector: str
-    evaluate: bool
-
-
-class GinConfig:
-    """Read access to gin's parsed bindings with macros resolved (gin has no public accessor)."""
-
-    def __init__(self) -> None:
-        import gin
-
-        self.registry = gin.config._REGISTRY
-        parsed = gin.config._CONFIG
-        self.bindings = {key: dict(v) for key, v in parsed.items() if key[1] != "gin.macro"}
-        self.macros = {
-            scope: params["value"]
-            for (scope, selector), params in parsed.items()
-            if selector == "gin.macro" and "value" in params
-        }
-
-    def function(self, selector: str) -> Any:
-        return self.registry[selector].wrapped
-
-    def where(self, scope: str, selector: str, param: str) -> str:
-        """As the gin files write it: `[scope/]module.function.param`, e.g. trainer.train.steps."""
-        name = ".".join(selector.split(".")[-2:])
-        return f"{scope + '/' if scope else ''}{name}.{param}"
-
-    def resolve(self, value: Any, macro: str | None = None) -> tuple[Any, str | None]:
-        """(the value with macros replaced, the first macro met on the way)."""
-        selector = getattr(value, "_scoped_selector", None)
-        if isinstance(selector, str) and selector.endswith("/gin.macro"):
-            name = selector[: -len("/gin.macro")]
-            return self.resolve(self.macros.get(name), macro or name)
-        if isinstance(selector, str):
-            scope, _, name = selector.rpartition("/")
-            full = self.registry.get_match(name).selector
-            return Reference(scope, full, bool(value.evaluate)), macro
-        if isinstance(value, list | tuple):
-            return type(value)(self.resolve(v)[0] for v in value), macro
-        return value, macro
-
-    def settings(self, selector: str, scope: str = "") -> dict[str, Setting]:
-        """Every parameter of `selector` as called in `scope`: its bindings (scoped over
-        unscoped) or its default."""
-        out = {}
-        for name, param in inspect.signature(self.function(selector)).parameters.items():
-            if param.default is not inspect.Parameter.empty:
-                where = self.where("", selector, name)
-                out[name] = Setting(where, param.default, default=True)
-        for key in [("", selector)] + ([(scope, selector)] if scope else []):
-            for name, raw in self.bindings.get(key, {}).items():
-                value, macro = self.resolve(raw)
-                out[name] = Setting(self.where(key[0], selector, name), value, macro)
-        return out
-
-    def referenced(self, setting: Setting | None, selector: str) -> dict[str, Setting]:
-        """The settings of the config class a binding refers to (`@optimizer.OptimizerConfig()`),
-        or its defaults when the binding is unbound or None (what the function then builds)."""
-        value = setting.value if setting is not None else None
-        if isinstance(value, Reference) and value.selector == selector:
-            return self.settings(selector, value.scope)
-        module, _, name = selector.rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return {
-            p: Setting(f"{name}.{p}", param.default, default=True)
-            for p, param in inspect.signature(cls).parameters.items()
-        }
-
-
-def check_gin_config(devices: int | None = None) -> None:
-    """Check every binding of the parsed gin config, then the cross-setting rules; raises
-    SettingError with one line. `devices`: a device count (None: join the job and ask JAX)."""
-    config = GinConfig()
-    for (scope, selector), params in config.bindings.items():
-        fn = config.function(selector)
-        for param, raw in params.items():
-            value, macro = config.resolve(raw)
-            problem = None if isinstance(value, Reference) else check_value(fn, param, value)
-            if problem:
-                raise Setting(config.where(scope, selector, param), value, macro).error(problem)
-        if dataclasses.is_dataclass(fn):
-            _construct(fn, config.settings(selector, scope))
-    count = functools.cache(lambda: devices if devices is not None else _devices(config))
-    if ("", "optiml.trainer.train") in config.bindings:
-        _check_training(config, count)
-    for scope, selector in config.bindings:
-        if selector == "optiml.partitioning.MeshConfig":
-            _mesh_shape(config.settings(selector, scope), count())
-
-
-def _construct(cls: type, settings: dict[str, Setting]) -> None:
-    """Build a config dataclass from its settings, so its own checks (e.g. OPTConfig's heads
-    dividing the hidden size) run now; a failure names the class's bindings."""
-    required = [p for p in inspect.signature(cls).parameters if p not in settings]
-    if required or any(isinstance(s.value, Reference) for s in settings.values()):
-        return  # built with arguments from code, or from other configurables: checked when built
-    try:
-        cls(**{name: s.value for name, s in settings.items()})
-    except (ValueError, TypeError) as e:
-        where = f"{cls.__module__.rpartition('.')[2]}.{cls.__name__}"
-        message = str(e) if str(e).startswith(cls.__name__) else f"{cls.__name__}: {e}"
-        raise SettingError(f"{where}: {message.removeprefix(cls.__name__ + ': ')}") from None
-
-
-def _check_training(config: GinConfig, devices: Callable[[], int | list]) -> None:
-    train = config.settings("optiml.trainer.train")
-    steps, batch, micro = train["steps"], train["batch_size"], train["num_microbatches"]
-    warmup = config.referenced(train.get("optimizer"), OPTIMIZER)["warmup_steps"]
-    if steps.value <= warmup.value:
-        raise steps.error(f"must exceed the warm-up, {warmup.where}={warmup.value}")
-    if batch.value % micro.value:
-        raise batch.error(f"must be divisible by {micro.where}={micro.value}")
-    data, fsdp, _ = _mesh_shape(config.referenced(train.get("mesh"), MESH), devices())
-    if batch.value % (data * fsdp):
-        raise batch.error(f"must be divisible by the {data * fsdp} data-parallel devices")
-
-
-OPTIMIZER = "optiml.optimizer.OptimizerConfig"
-MESH = "optiml.partitioning.MeshConfig"
-
-
-def _mesh_shape(mesh: dict[str, Setting], devices: int | list) -> tuple[int, int, int]:
-    """(data, fsdp, model) of a MeshConfig's settings on `devices` (a count: one slice; or JAX's
-    devices, grouped into slices as the partitioner does); the error names a bound axis size."""
-    from optiml import partitioning
-
-    config = partitioning.MeshConfig(**{name: s.value for name, s in mesh.items()})
-    try:
-        if isinstance(devices, int):
-            return partitioning.mesh_shape(config, devices)
-        num_slices = len(partitioning.slices(devices, config))
-        return partitioning.mesh_shape(config, len(devices), num_slices)
-    except ValueError as e:
-        axes = [mesh[prefix + a] for prefix in ("", "dcn_") for a in partitioning.MESH_AXES]
-        culprit = next((a for a in axes if not a.default), axes[0])
-        raise culprit.error(f"{e}") from None
-
-
-def _devices(config: GinConfig) -> list:
-    """JAX's devices, after joining the multi-process job that the training run configures
-    (jax.distributed must be initialised before JAX first touches a device)."""
-    import jax
-
-    from optiml import partitioning
-
-    if ("", "optiml.trainer.train") in config.bindings:
-        setting = config.settings("optiml.trainer.train")["distributed"]
-        if isinstance(setting.value, Reference):
-            fields = config.settings(setting.value.selector, setting.value.scope)
-            distributed = partitioning.DistributedConfig(**{k: s.value for k, s in fields.items()})
-            partitioning.initialize_distributed(distributed)
-        else:
-            partitioning.initialize_distributed(None)
-    return jax.devices()

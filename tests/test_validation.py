@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from optiml import main, trainer, validation
+from optiml import gin_check, main, trainer, validation
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ["--gin_file=runs/quickstart.gin", "--gin.partitioning.DistributedConfig.auto=False"]
@@ -25,7 +25,7 @@ def _check(tmp_path: Path, *bindings: str) -> None:
     args = [*QUICKSTART, f"--gin.MODEL_DIR='{run_dir}'", *(f"--gin.{b}" for b in bindings)]
     try:
         main.parse_config(*main.parse_args(args))
-        validation.check_gin_config()
+        gin_check.check_gin_config()
     finally:
         assert not run_dir.exists(), "a refused configuration must not write anything"
 
@@ -87,7 +87,7 @@ def test_the_shipped_configs_pass(tmp_path: Path, monkeypatch) -> None:
         for experiment, devices in (("opt_iml_1.3b", 8), ("opt_iml_30b", 128)):
             args = [f"--gin_file=experiments/{experiment}.gin", "--gin.MODEL_DIR='m'"]
             main.parse_config(*main.parse_args([*args, "--gin.CACHE_DIR='c'"]))
-            validation.check_gin_config(devices=devices)
+            gin_check.check_gin_config(devices=devices)
     finally:  # counts made without the data must not outlive the test
         for cached in caches:
             cached.cache_clear()
