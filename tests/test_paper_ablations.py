@@ -199,6 +199,8 @@ def test_compare_cells_marks_and_the_average(tmp_path: Path) -> None:
         {"variant": "extra", "reason": "not in tasks/paper/sweep_map.tsv"}
     ]
     assert pa.compare("no_such_sweep", {"a": rep}) == []
+    (unrecorded,) = pa.compare("dialogue", {"baseline": rep})  # no run directory: never equal
+    assert unrecorded["scale"][0].endswith("not recorded: not compared in scale")
 
 
 def test_scale_marks_at_the_papers_scale(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ AVERAGE = "Average"
 PAPER_SIZE = "30b"  # §4: every ablation fine-tunes OPT 30B
 PAPER_ROWS, PAPER_LENGTH = 256, 2048  # Table 3: 256 sequences of 2048 tokens per step
 PAPER_EXAMPLES = 250  # §4.1: 250 examples from each validation task
+UNRECORDED = {"size": None, "TRAIN_STEPS": None, "BATCH_SIZE": None, "LENGTH": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +117,7 @@ def run_protocol(run_dir: str | Path) -> dict[str, Any]:
     from optiml.models import opt
 
     run_dir = Path(run_dir)
-    out: dict[str, Any] = {"size": None, "TRAIN_STEPS": None, "BATCH_SIZE": None, "LENGTH": None}
+    out: dict[str, Any] = dict(UNRECORDED)
     config = run_dir / "optiml_config.json"
     if config.is_file():
         fields = json.loads(config.read_text())
@@ -138,9 +139,11 @@ def run_protocol(run_dir: str | Path) -> dict[str, Any]:
 def _scale(table: str, protocol: Mapping[str, Any]) -> str | None:
     """The whole-table mark when the run's model, steps or batch shape is not the paper's."""
     paper = (PAPER_SIZE, int(tables()[table]["steps"]), PAPER_ROWS, PAPER_LENGTH)
-    ours = tuple(protocol[k] for k in ("size", "TRAIN_STEPS", "BATCH_SIZE", "LENGTH"))
+    ours = tuple(protocol[k] for k in UNRECORDED)
     if ours == paper:
         return None
+    if not any(ours):
+        return "paper: OPT 30b; this run's model and steps are not recorded: not compared in scale"
     shape = "OPT {}, {} steps of {} x {} tokens"
     recorded = (x if x is not None else "not recorded" for x in ours)
     text = f"paper: {shape.format(*paper)}; this run: {shape.format(*recorded)}"
@@ -249,7 +252,8 @@ def compare(
                 section["unmapped"].append({"variant": variant, "reason": reason})
                 continue
             section["rows"].append(_row(table, variant, entry, report))
-            scale = _scale(table, run_protocol(run_dirs[variant])) if variant in run_dirs else None
+            recorded = run_protocol(run_dirs[variant]) if variant in run_dirs else UNRECORDED
+            scale = _scale(table, recorded)
             examples = [s.get("num_examples", 0) for s in report.get("scores", ())]
             for mark in (scale, _examples(examples)):
                 if mark and mark not in section["scale"]:
