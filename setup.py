@@ -34,6 +34,7 @@ INSTALL_REQUIRES = [
     "psutil==7.2.2",
     "tensorboard==2.21.0",  # clu's metric writers
     "datasets==5.2.0",  # PromptSource rows from the Hugging Face Hub
+    "rank-bm25==0.2.2",  # retrieved demonstrations (optiml.bench.sources.retrieval)
 ]
 
 EXTRAS_REQUIRE = {

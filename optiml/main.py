@@ -265,6 +265,7 @@ TOOLS = {
     "memory": Tool("optiml.tools.memory", "per-device memory to fine-tune a model on a mesh"),
     "sweep": Tool("optiml.sweep", "the paper's section 4 ablations: train, evaluate, one table"),
     "lm-eval": Tool("optiml.evaluation.harness", "lm-eval's command line with an optiml model"),
+    "prompts": Tool("optiml.evaluation.prompt_selection", "rank templates by prompt perplexity"),
 }
 HELP = f"""{USAGE}
        optiml TOOL [ARGS ...]    (`optiml TOOL --help` shows a tool's options)

@@ -205,6 +205,9 @@ RULES: dict[str, dict[str, Rule]] = {
             "optiml.evaluation.rank_classification", "LENGTH_NORMALIZATIONS"
         ),
         "on_stale": one_of("optiml.evaluation.runner", "ON_STALE"),
+        "select_templates": POSITIVE,
+        "selection_inputs": POSITIVE,
+        "demos": one_of("optiml.bench.sources.retrieval", "MODES"),
     },
     "optiml.quickstart.run": {"caches": each(_cache_pair)},
 }

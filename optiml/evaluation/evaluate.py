@@ -22,7 +22,7 @@ from typing import Any
 import jax
 
 from optiml import fingerprint, partitioning
-from optiml.evaluation import paper
+from optiml.evaluation import paper, prompt_selection
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.inference import Inferencer
 from optiml.evaluation.plan import EvalTask, paper_plan, plan_from_registry
@@ -56,6 +56,9 @@ def evaluate(
     weight_bits: int = 16,
     weight_kind: str = "int",
     weight_block: int = 64,
+    select_templates: int | None = None,
+    selection_inputs: int = prompt_selection.NUM_INPUTS,
+    demos: str = "random",
     on_stale: str = "rerun",
     print_report: bool = True,
 ) -> dict[str, Any]:
@@ -80,6 +83,11 @@ def evaluate(
     `weight_block` values (`optiml.models.quantize`); the report notes it. Each saved result
     records the checkpoint step, the weights' fingerprint and the settings that shape outputs;
     results saved for other weights are evaluated again (`on_stale="refuse"`: stop instead).
+    `select_templates` k: tasks with several templates (PromptSource) are evaluated with their k
+    lowest-perplexity templates, scored on `selection_inputs` inputs each (`prompt_selection`,
+    Gonen et al. 2022); the ranking goes into the report. `demos`: "random" (the loaders' seeded
+    demonstrations) or "retrieved" (BM25 over the task's training instances, Agrawal et al.
+    2022) for k-shot tasks; the report notes it.
     """
     scoring = rc.Scoring(include_eos, length_normalization)
     weights = quantize.weight_format(weight_bits, weight_kind)
@@ -114,7 +122,9 @@ def evaluate(
         model_config = model_config.replace(weights=weights)
         title = title or f"{phase}, {weights} weights (blocks of {weight_block})"
     if plan is None and paper_tables:
-        plan = paper_plan(paper_tables, shots=shots, max_examples=max_examples, scoring=scoring)
+        plan = paper_plan(
+            paper_tables, shots=shots, max_examples=max_examples, scoring=scoring, demos=demos
+        )
     if plan is None:
         plan = plan_from_registry(
             phase=phase,
@@ -124,6 +134,7 @@ def evaluate(
             max_tasks_per_level=max_tasks_per_level,
             trained_on=trained_on,
             scoring=scoring,
+            demos=demos,
         )
     inferencer = Inferencer(
         params,
@@ -133,7 +144,13 @@ def evaluate(
         max_new_tokens=max_new_tokens,
         share_prompts=share_prompts,
     )
+    rankings = None
+    if select_templates is not None:
+        plan, rankings = prompt_selection.select(
+            plan, inferencer, select_templates, num_inputs=selection_inputs
+        )
     return run_plan(
         plan, inferencer, run_dir, provenance=provenance, on_stale=on_stale, title=title or phase,
         paper_model=paper_model, print_fn=print if print_report else None,
+        prompt_selection=rankings,
     )  # fmt: skip

@@ -23,6 +23,7 @@ import seqio
 
 import optiml.registry  # noqa: F401  (registers every task)
 from optiml.bench import catalog, levels, mixing, names
+from optiml.bench.sources import retrieval
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.metrics import is_xlingual
 
@@ -46,6 +47,8 @@ class EvalTask:
     answer_type: str = "generate"
     xlingual: bool = False
     scoring: rc.Scoring = rc.PAPER  # rank tasks: EOS and length normalization (paper's: default)
+    templates: tuple[str, ...] = ()  # only these templates' examples (prompt_selection); () = all
+    demos: str = "random"  # how k-shot prompts choose their demonstrations (retrieval.MODES)
 
     def __post_init__(self) -> None:
         if self.level not in levels.LEVELS:
@@ -62,6 +65,17 @@ def reachable_shots(loader, record: catalog.TaskRecord, split: str, k: int) -> i
     return int(loader.reachable_shots(record, split, k))
 
 
+def shot_variant(loader, variant: str | None, k: int, demos: str) -> tuple[str | None, str]:
+    """(the registry variant, the demonstration mode it really has) of a k-shot variant with
+    `demos` ("random" or "retrieved": the loader's `retrieved_<variant>` where it offers one)."""
+    retrieval.check_mode(demos)
+    if k == 0 or demos != retrieval.RETRIEVED:
+        return variant, "random"
+    if retrieval.RETRIEVED not in getattr(loader, "FORMAT_VARIANTS", {}):
+        return variant, "random"
+    return f"{retrieval.RETRIEVED}_{variant}", retrieval.RETRIEVED
+
+
 def plan_from_registry(
     *,
     phase: str = "dev",
@@ -72,6 +86,7 @@ def plan_from_registry(
     max_tasks_per_level: int | Mapping[str, int] | None = None,
     trained_on: str | None = None,
     scoring: rc.Scoring = rc.PAPER,
+    demos: str = "random",
 ) -> list[EvalTask]:
     """The evaluation plan of the OPT-IML levels from `optiml.registry`.
 
@@ -88,7 +103,9 @@ def plan_from_registry(
     caps only the levels it names. `trained_on`: the training mixture (e.g.
     "optiml_mix:quickstart"); the fully supervised level then holds only its tasks, the ones the
     model saw, and the levels are the mixture's (its `level_config`) unless `level_config` is
-    given. `scoring`: how rank tasks score options.
+    given. `scoring`: how rank tasks score options. `demos`: "random" (the loaders' seeded
+    demonstrations) or "retrieved" (BM25-retrieved ones, `retrieval`, where a loader offers
+    them; each entry records the mode it got).
     """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; one of {list(PHASES)}")
@@ -138,6 +155,7 @@ def plan_from_registry(
             if k in planned:  # e.g. #5shot of a task with 2 demonstrations = its #2shot
                 continue
             planned.add(k)
+            variant, mode = shot_variant(loader, variant, k, demos)
             plan.append(
                 EvalTask(
                     task=names.task_name(record.benchmark, record.task, variant),
@@ -153,6 +171,7 @@ def plan_from_registry(
                     answer_type=record.answer_type,
                     xlingual=is_xlingual(record.languages),
                     scoring=scoring,
+                    demos=mode,
                 )
             )
     if not plan:
@@ -167,6 +186,7 @@ def paper_plan(
     max_examples: int | None = None,
     level_config: levels.LevelConfig | None = None,
     scoring: rc.Scoring = rc.PAPER,
+    demos: str = "random",
 ) -> list[EvalTask]:
     """The test plan that reproduces the paper's Tables 9-14 (`optiml.evaluation.paper`): every
     registry task a table's paper tasks map to, at each shot count the table reports, on its
@@ -174,7 +194,8 @@ def paper_plan(
     all of them (`max_examples` caps every task, for quick runs). A task without local data, a
     shot count its loader has no variant for, or a task in none of the levels is logged and
     left out; the report's paper section marks what that leaves partial. A k-shot task that
-    cannot show k demonstrations is reported at the k it reached."""
+    cannot show k demonstrations is reported at the k it reached. `demos`: as in
+    `plan_from_registry`."""
     from optiml.evaluation import paper
 
     lv = levels.build_levels(level_config or levels.LevelConfig())
@@ -206,7 +227,9 @@ def paper_plan(
                     logging.info("Table %s %s: %s has no %d-shot variant", table, paper_task,
                                  record.name, k)  # fmt: skip
                     continue
-                task = names.task_name(record.benchmark, record.task, variants[k])
+                loader = catalog.loader(record.benchmark)
+                variant, mode = shot_variant(loader, variants[k], k, demos)
+                task = names.task_name(record.benchmark, record.task, variant)
                 plan.setdefault(
                     task,
                     EvalTask(
@@ -223,6 +246,7 @@ def paper_plan(
                         answer_type=record.answer_type,
                         xlingual=is_xlingual(record.languages),
                         scoring=scoring,
+                        demos=mode,
                     ),
                 )
     if not plan:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import seqio
 import tensorflow as tf
 
+from optiml.bench.sources import common
 from optiml.evaluation import metrics
 from optiml.evaluation import rank_classification as rc
+from optiml.fingerprint import json_fingerprint
 
 EVAL_PREFIX = "optiml_eval"
 
@@ -48,13 +50,32 @@ def _first(dataset: tf.data.Dataset, n: int) -> tf.data.Dataset:
     return dataset.take(n)
 
 
-def twin_name(name: str, max_examples: int | None = None, scoring: rc.Scoring | None = None) -> str:
+def _templates(dataset: tf.data.Dataset, names: tuple[str, ...]) -> tf.data.Dataset:
+    """Only the examples whose id `<row>|<template>` names one of `names`."""
+    keep = tf.constant(list(names))
+
+    def rendered_by(example):
+        template = tf.strings.split(example["id"], common.TEMPLATE_SEPARATOR, maxsplit=1)[-1]
+        return tf.reduce_any(tf.equal(template, keep))
+
+    return dataset.filter(rendered_by)
+
+
+def twin_name(
+    name: str,
+    max_examples: int | None = None,
+    scoring: rc.Scoring | None = None,
+    templates: tuple[str, ...] = (),
+) -> str:
     """`optiml:mmlu:anatomy#5shot`, 250 -> `optiml_eval_first250:mmlu:anatomy#5shot`; a name
     without a `:` gets a suffix instead (`my_task` -> `my_task_eval`, `my_task_eval_first250`).
-    Rank scoring other than the paper's is named too: `optiml_eval_noeos_characters:...`."""
+    Rank scoring other than the paper's is named too: `optiml_eval_noeos_characters:...`, and a
+    choice of templates by its fingerprint: `optiml_eval_t3f9c0a1d:...`."""
     cap = "" if max_examples is None else f"_first{max_examples}"
     if scoring is not None and scoring != rc.PAPER:
         cap += f"_{'eos' if scoring.include_eos else 'noeos'}_{scoring.length_normalization}"
+    if templates:
+        cap += f"_t{json_fingerprint(sorted(templates))[:8]}"
     if ":" in name:
         return f"{EVAL_PREFIX}{cap}:{name.split(':', 1)[1]}"
     return f"{name}_eval{cap}"
@@ -67,6 +88,7 @@ def evaluation_task(
     xlingual: bool = False,
     max_examples: int | None = None,
     scoring: rc.Scoring = rc.PAPER,
+    templates: Sequence[str] = (),
 ) -> str:
     """The name of a seqio task that evaluates registry task `name` (registered once).
 
@@ -74,15 +96,18 @@ def evaluation_task(
     when uncapped);
     otherwise the twin gets `metric_setup(metric, answer_type, xlingual, scoring)` and, for
     `rank` tasks, the per-option expansion, and targets without EOS if `scoring.include_eos` is
-    False. `max_examples`: only the first N examples of the split."""
+    False. `max_examples`: only the first N examples of the split; `templates`: only examples
+    whose id names one of these templates (`common.template_of`), before the cap."""
     task = seqio.get_mixture_or_task(name)
     rank = answer_type == "rank" and not task.metric_objs
-    if task.metric_objs and max_examples is None:
+    templates = tuple(sorted(templates))
+    if task.metric_objs and max_examples is None and not templates:
         return name
-    twin = twin_name(name, max_examples, scoring if rank else None)
+    twin = twin_name(name, max_examples, scoring if rank else None, templates)
     if twin in seqio.TaskRegistry.names():
         return twin
-    first = [] if max_examples is None else [functools.partial(_first, n=max_examples)]
+    first = [functools.partial(_templates, names=templates)] if templates else []
+    first += [] if max_examples is None else [functools.partial(_first, n=max_examples)]
     features = dict(task.output_features)
     if task.metric_objs:
         postprocess_fn, metric_fns, expand = task.postprocessor, task.metric_fns, []

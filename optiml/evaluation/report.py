@@ -113,11 +113,14 @@ def build_report(
     title: str = "",
     notes: Sequence[str] = (),
     paper_model: str | None = "OPT-IML 30B",
+    prompt_selection: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Aggregate per-task scores level by level (levels without scores are left out); `notes`
     (e.g. how rank classification scored the options) are printed under the title. `paper`
     holds the published cells of `paper_model` (Tables 9-14) that this run also measured, with
-    the differences and protocol marks (`optiml.evaluation.paper`); None leaves it out."""
+    the differences and protocol marks (`optiml.evaluation.paper`); None leaves it out.
+    `prompt_selection`: {task: its templates' ranking rows} (`optiml.evaluation.
+    prompt_selection`), kept as the report's `prompt_selection` and printed as tables."""
     scores = list(scores)
     if not scores:
         raise ValueError("no task scores to report")
@@ -133,6 +136,8 @@ def build_report(
             levels[level] = _level_report(level_scores)
     rows = [dataclasses.asdict(s) for s in sorted(scores, key=lambda s: (s.task, s.shots))]
     report = {"title": title, "notes": list(notes), "levels": levels, "scores": rows}
+    if prompt_selection:
+        report["prompt_selection"] = {k: list(v) for k, v in prompt_selection.items()}
     if paper_model:
         report["paper"] = paper.report_section(rows, paper_model)
     return report
@@ -154,6 +159,19 @@ def _table(table: Mapping[str, Mapping[str, float]], first: str) -> list[str]:
     return lines
 
 
+def format_ranking(rankings: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """Markdown lines: one table per task (rank, template, mean log-likelihood, perplexity)."""
+    lines = []
+    for task, rows in rankings.items():
+        lines += [f"### {task}", "", "| rank | template | mean token log-lik. | perplexity | "
+                  "prompts | selected |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {r['rank']} | {r['template']} | {r['log_likelihood']:.4f} | "
+                  f"{r['perplexity']:.1f} | {r['prompts']} | {'yes' if r['selected'] else ''} |"
+                  for r in rows]  # fmt: skip
+        lines.append("")
+    return lines
+
+
 def format_markdown(report: Mapping[str, Any]) -> str:
     """The report as markdown: per level, category and benchmark tables, then task details."""
     lines = [f"# Generalization report{': ' + report['title'] if report.get('title') else ''}", ""]
@@ -172,6 +190,9 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         lines += _table(data["categories"], "category") + [""]
         lines += _table(data["benchmarks"], "benchmark") + [""]
         lines += _table(data["tasks"], "category / task") + [""]
+    if report.get("prompt_selection"):
+        lines += ["## Templates by prompt perplexity (Gonen et al. 2022)", ""]
+        lines += format_ranking(report["prompt_selection"])
     if "paper" in report:
         lines += paper.format_markdown(report["paper"])
     return "\n".join(lines)

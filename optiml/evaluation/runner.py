@@ -36,6 +36,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from optiml import errors
+from optiml.bench.sources import retrieval
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation import report as report_lib
 from optiml.evaluation.plan import EvalTask
@@ -101,6 +102,7 @@ def evaluate_task(spec: EvalTask, model: Model) -> Record:
         spec.xlingual,
         spec.max_examples,
         spec.scoring,
+        spec.templates,
     )
     evaluator = seqio.Evaluator(
         mixture_or_task_name=name,
@@ -171,9 +173,16 @@ def describe(provenance: Mapping[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def _saved_spec(record: Record) -> dict[str, Any]:
+    """A saved plan entry as JSON reads it back, fields added since at their defaults."""
+    defaults = {f.name: f.default for f in dataclasses.fields(EvalTask)
+                if f.default is not dataclasses.MISSING}  # fmt: skip
+    return json.loads(json.dumps({**defaults, **record.get("spec", {})}, default=vars))
+
+
 def _stale(record: Record, spec: EvalTask, provenance: Mapping[str, Any]) -> str | None:
     """Why a saved result cannot stand for this run's task, or None if it can."""
-    if record.get("spec") != dataclasses.asdict(spec):
+    if _saved_spec(record) != json.loads(json.dumps(dataclasses.asdict(spec))):
         return "it was saved for another plan entry"
     if record.get("provenance") != dict(provenance):
         return f"it was saved for {describe(record.get('provenance'))}, not {describe(provenance)}"
@@ -217,6 +226,7 @@ def run_plan(
     title: str = "",
     paper_model: str | None = "OPT-IML 30B",
     print_fn: Callable[[str], None] | None = print,
+    prompt_selection: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluates every task of `plan` not yet saved in `run_dir` for this model, then writes the
     report. `provenance`: what the model is, JSON-able, e.g. {"weights": weights_fingerprint(
@@ -225,7 +235,9 @@ def run_plan(
 
     With several processes, all of them run every task (the model is sharded over all) and
     process 0 alone writes; `run_dir` must be shared (e.g. GCS) so that every process sees
-    which tasks are done. The report compares with `paper_model`'s published cells."""
+    which tasks are done. The report compares with `paper_model`'s published cells, notes how
+    k-shot prompts chose their demonstrations, and carries `prompt_selection` (the templates'
+    ranking) if given."""
     if on_stale not in ON_STALE:
         raise ValueError(f"on_stale={on_stale!r}: choose from {ON_STALE}")
     chief = jax.process_index() == 0
@@ -253,9 +265,12 @@ def run_plan(
         records.append(record)
     notes = sorted({rc.Scoring(**r["spec"]["scoring"]).describe() for r in records
                     if r["spec"]["answer_type"] == "rank" and "scoring" in r["spec"]})  # fmt: skip
+    modes = sorted({r["spec"].get("demos", "random") for r in records if r["spec"]["shots"]})
+    notes += [f"k-shot demonstrations: {retrieval.DESCRIPTIONS[m]}" for m in modes]
     report = report_lib.build_report(
-        [_task_score(r) for r in records], title=title, notes=notes, paper_model=paper_model
-    )
+        [_task_score(r) for r in records], title=title, notes=notes, paper_model=paper_model,
+        prompt_selection=prompt_selection,
+    )  # fmt: skip
     if chief:
         report_lib.write_report(report, run_dir)
     if print_fn is not None and chief:

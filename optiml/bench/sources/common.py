@@ -28,6 +28,7 @@ _PYTHON_EXAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # sou
 # paper §2.4 (tasks/prompt_formats.json; the paper prints the last one as "\output:", read as
 # "\noutput:"): one is picked per example
 DELIMITERS: tuple[str, ...] = tuple(catalog.prompt_formats()["delimiters"]["values"])
+TEMPLATE_SEPARATOR = "|"  # an evaluation example id `<row id>|<template name>` (PromptSource)
 # between demonstrations, and before the example, for instance-level benchmarks (FLAN, UnifiedSKG)
 DEMO_SEPARATOR: str = catalog.prompt_formats()["demo_separator"]["value"]
 
@@ -97,6 +98,12 @@ def variants(loader: Any) -> list[str]:
     shots = list(getattr(loader, "VARIANTS", {}))
     formats = list(getattr(loader, "FORMAT_VARIANTS", {}))
     return shots + formats + [f"{f}_{s}" for f in formats for s in shots]
+
+
+def template_of(example_id: str) -> str | None:
+    """The template named in an example id (`"3|GPT-3 style"` -> "GPT-3 style"), else None."""
+    _, sep, template = example_id.partition(TEMPLATE_SEPARATOR)
+    return template if sep else None
 
 
 def demonstrations(pool: Sequence, k: int, seed: int, task: str, example_id: str) -> list:

@@ -21,6 +21,10 @@ instances (never the evaluated one, never one the split evaluates; `reachable_sh
       Definition: Answer the question.\n\n Positive Example 1 -\nInput: What is 1+1?\n Output: 2.
       \n\nNow complete the following example -\nInput: Is it raining?\nOutput:
 
+Retrieved demonstrations (variants `#retrieved_2shot`, `#retrieved_5shot`; Agrawal et al. 2022):
+the k instances of the same pool that BM25 ranks first for the input (`retrieval`), no positive
+examples, never the evaluated instance nor one the split evaluates or holds out.
+
 The target text is `" " + output` (metaseq joins `src.rstrip() + " " + tgt`); an instance with
 several reference outputs trains on one picked the same way, evaluation keeps all of them.
 
@@ -42,7 +46,7 @@ from pathlib import Path
 
 from optiml import paths
 from optiml.bench import catalog, levels
-from optiml.bench.sources import common
+from optiml.bench.sources import common, retrieval
 
 DELIMITERS = common.DELIMITERS  # (paper §2.4; tests read them here)
 
@@ -52,7 +56,8 @@ SPLIT_LIMITS = {"test": 100, "validation": 250}
 SPLITS = ("train", "validation", "test")
 VARIANTS = {"2shot": 2, "5shot": 5}  # few-shot evaluation variants: `optiml:niv2:<task>#2shot`
 FORMATS = ("appendix_c", "tk_instruct")  # tasks/prompt_formats.json, the first is the default
-FORMAT_VARIANTS = {"tk": {"fmt": "tk_instruct"}}  # `optiml:niv2:<task>#tk`, `#tk_2shot`, ...
+# `optiml:niv2:<task>#tk`, `#tk_2shot`, ...; `#retrieved_2shot`: BM25-retrieved demonstrations
+FORMAT_VARIANTS = {"tk": {"fmt": "tk_instruct"}, **retrieval.FORMAT_VARIANT}
 
 
 class TaskFileError(ValueError):
@@ -264,14 +269,23 @@ def render_examples(
     seed: int = 0,
     limit: int | None = None,
     fmt: str = FORMATS[0],
+    demos: str = retrieval.MODES[0],
 ) -> list[common.Example]:
-    """The examples of one split (the first `limit` if given), rendered deterministically."""
+    """The examples of one split (the first `limit` if given), rendered deterministically;
+    `demos="retrieved"`: the `num_demos` instances of the demonstration pool that BM25 ranks
+    first for the input (`retrieval`), no positive examples."""
     pool = demo_pool(task, split, heldout) if num_demos else []
+    bm25 = None
+    if retrieval.check_mode(demos) == retrieval.RETRIEVED and num_demos:
+        bm25 = retrieval.Retriever([i[1] for i in pool], [i[0] for i in pool])
     out = []
     for inst_id, text, outputs in split_instances(task, split, heldout)[:limit]:
         target = outputs[_pick(seed, task.task_id, inst_id, "output", len(outputs))]
-        demos = _demos(task, pool, num_demos, seed, inst_id)
-        prompt = render_prompt(task, text, demos, fmt=fmt, seed=seed, instance_id=inst_id)
+        if bm25 is None:
+            shown = _demos(task, pool, num_demos, seed, inst_id)
+        else:
+            shown = [(pool[j][1], pool[j][2][0]) for j in bm25.top(text, num_demos, inst_id)]
+        prompt = render_prompt(task, text, shown, fmt=fmt, seed=seed, instance_id=inst_id)
         out.append(
             common.Example(
                 id=inst_id,
@@ -336,11 +350,12 @@ def examples(
     num_demos: int = 0,
     seed: int = 0,
     fmt: str = FORMATS[0],
+    demos: str = retrieval.MODES[0],
 ) -> list[common.Example]:
     """Rendered examples of one split, in pure Python (loader protocol)."""
     return render_examples(
         load_task(record.source_id), split,
-        heldout=heldout_key(record), num_demos=num_demos, seed=seed, fmt=fmt,
+        heldout=heldout_key(record), num_demos=num_demos, seed=seed, fmt=fmt, demos=demos,
     )  # fmt: skip
 
 

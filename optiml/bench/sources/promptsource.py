@@ -16,6 +16,9 @@ Splits (paper §4.1): `train` = one template per example, picked at random (seed
 templates that apply to it, so a task keeps N examples whatever its number of templates; `test`
 = every (example, template) pair over the templates that apply to *all* test examples (others
 are dropped, with the reason logged); `validation` = 250 of those pairs, sampled (seeded).
+Demonstrations (`#5shot`) use the same template on the task's training rows (its test rows when
+it has none), tried in a seeded order; `#retrieved_5shot` shows the training rows whose prompts
+BM25 ranks first for the example's prompt (`retrieval`; no training rows: no demonstrations).
 An example of `super_glue/rte` (template "GPT-3 style"):
 
     inputs  "Dana Reeve, ... died of lung cancer ...\\nQuestion: Christopher Reeve had an
@@ -38,13 +41,14 @@ import yaml
 
 from optiml import paths
 from optiml.bench import catalog
-from optiml.bench.sources import common, hub
+from optiml.bench.sources import common, hub, retrieval
 
 log = logging.getLogger(__name__)
 
 TEXT_VAR_LENGTH = 2048  # promptsource.templates.TEXT_VAR_LENGTH
 PIPE_PROTECTOR = "3ed2dface8203c4c9dfb1a5dc58e41e0"  # promptsource's placeholder for "|||"
 VARIANTS = {"5shot": 5}
+FORMAT_VARIANTS = retrieval.FORMAT_VARIANT  # `#retrieved_5shot`: BM25-retrieved demonstrations
 DEMO_SEPARATOR = "\n\n"
 
 _rng = random.Random(0)  # the `choice` filter; reseeded per (example, template) before rendering
@@ -238,6 +242,21 @@ def _demos(record, template, pool, exclude: str, k: int, seed: int) -> list[str]
     return out
 
 
+def _retriever(record, template, pool, seed) -> tuple[retrieval.Retriever, list[str]]:
+    """BM25 over the prompts `template` renders for the `pool` rows it applies to, and each
+    one's demonstration text `prompt<delimiter> target`."""
+    texts, keys, shown = [], [], []
+    for row_id, row in pool:
+        try:
+            prompt, target, _ = render(template, row, f"{seed}:{row_id}:{template.id}")
+        except TemplateError:
+            continue
+        texts.append(prompt)
+        keys.append(row_id)
+        shown.append(common.with_delimiter(prompt, seed, record.task, row_id) + " " + target)
+    return retrieval.Retriever(texts, keys), shown
+
+
 def _example(record, template, row_id, row, seed, example_id, demos=()) -> common.Example:
     prompt, target, choices = render(template, row, f"{seed}:{row_id}:{template.id}")
     return common.make_example(
@@ -246,12 +265,15 @@ def _example(record, template, row_id, row, seed, example_id, demos=()) -> commo
     )  # fmt: skip
 
 
-def _examples(record, split: str, num_demos: int, seed: int) -> tuple[common.Example, ...]:
-    return _cached_examples(record, split, num_demos, seed, paths.data_dir())
+def _examples(
+    record, split: str, num_demos: int, seed: int, demos: str = retrieval.MODES[0]
+) -> tuple[common.Example, ...]:
+    retrieval.check_mode(demos)
+    return _cached_examples(record, split, num_demos, seed, demos, paths.data_dir())
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_examples(record, split, num_demos, seed, root: Path) -> tuple[common.Example, ...]:
+def _cached_examples(record, split, num_demos, seed, demos, root) -> tuple[common.Example, ...]:
     del root  # the cache key: examples of one data directory
     templates = load_templates(record.source_id)
     if not templates:
@@ -277,11 +299,21 @@ def _cached_examples(record, split, num_demos, seed, root: Path) -> tuple[common
     kept = [t for t in templates if checks[t.name] is None]
     demo_pool = _rows(record, "train") if record.role != "supervised" else []
     demo_pool = demo_pool or rows
+    retrieved = num_demos and demos == retrieval.RETRIEVED
+    retrievers = {t.name: _retriever(record, t, _rows(record, "train"), seed)
+                  for t in kept} if retrieved else {}  # fmt: skip
     out = []
     for row_id, row in rows:
         for t in kept:
-            demos = _demos(record, t, demo_pool, row_id, num_demos, seed) if num_demos else ()
-            out.append(_example(record, t, row_id, row, seed, f"{row_id}|{t.name}", demos))
+            shown = ()
+            if retrieved:  # training rows only (never held-out ones), never this row
+                bm25, texts = retrievers[t.name]
+                query = render(t, row, f"{seed}:{row_id}:{t.id}")[0]
+                shown = [texts[i] for i in bm25.top(query, num_demos, exclude=row_id)]
+            elif num_demos:
+                shown = _demos(record, t, demo_pool, row_id, num_demos, seed)
+            example_id = f"{row_id}{common.TEMPLATE_SEPARATOR}{t.name}"
+            out.append(_example(record, t, row_id, row, seed, example_id, shown))
     if split == "validation":
         chosen = sorted(
             _order(seed, len(out), "validation", record.task)[: common.VALIDATION_LIMIT]
@@ -291,10 +323,17 @@ def _cached_examples(record, split, num_demos, seed, root: Path) -> tuple[common
 
 
 def examples(
-    record: catalog.TaskRecord, split: str, *, num_demos: int = 0, seed: int = 0
+    record: catalog.TaskRecord,
+    split: str,
+    *,
+    num_demos: int = 0,
+    seed: int = 0,
+    demos: str = retrieval.MODES[0],
 ) -> list[common.Example]:
-    """Rendered examples of one split (module docstring), in pure Python (loader protocol)."""
-    return list(_examples(record, split, num_demos, seed))
+    """Rendered examples of one split (module docstring), in pure Python (loader protocol);
+    `demos="retrieved"`: evaluation prompts show the training rows BM25 ranks first for the row's
+    prompt (`retrieval`) instead of seeded ones."""
+    return list(_examples(record, split, num_demos, seed, demos))
 
 
 def count_examples(record: catalog.TaskRecord, split: str) -> int:
@@ -302,8 +341,10 @@ def count_examples(record: catalog.TaskRecord, split: str) -> int:
     return len(_examples(record, split, 0, 0))
 
 
-def make_source(record: catalog.TaskRecord, *, num_demos: int = 0, seed: int = 0):
+def make_source(
+    record: catalog.TaskRecord, *, num_demos: int = 0, seed: int = 0, demos: str = "random"
+):
     """A lazy seqio source (loader protocol): nothing is read until a dataset is built."""
     return common.function_source(
-        record.source_id, lambda split: _examples(record, split, num_demos, seed)
+        record.source_id, lambda split: _examples(record, split, num_demos, seed, demos)
     )

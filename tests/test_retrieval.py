@@ -1,0 +1,98 @@
+"""Retrieved demonstrations: BM25 order with key tie-breaks, never the evaluated instance (by id
+or by text), never an evaluated or held-out instance of the task; deterministic; selectable per
+run through the plan (`#retrieved_<k>shot` variants), recorded in each plan entry and the report."""
+
+from __future__ import annotations
+
+import pytest
+from rank_bm25 import BM25Okapi
+
+from optiml.bench import catalog, levels
+from optiml.bench.sources import niv2, retrieval
+
+
+def test_top_follows_bm25_then_the_key() -> None:
+    texts = ["red apple pie", "green apple", "blue sky", "red apple pie", "sky"]
+    keys = ["b", "a", "c", "e", "d"]
+    bm25 = retrieval.Retriever(texts, keys)
+    expected = BM25Okapi([t.split() for t in texts]).get_scores(["red", "apple"])
+    assert list(bm25.scores("Red, apple!")) == pytest.approx(list(expected))
+    assert bm25.top("red apple", k=3) == [0, 3, 1]  # b and e tie: key order
+    assert bm25.top("red apple", k=3, exclude="b") == [3, 1, 2]  # then "c" < "d", both 0
+    assert bm25.top("red apple pie", k=5) == [1, 2, 4]  # never the input itself (its text)
+    assert bm25.top("nothing shared", k=2) == [1, 0]  # all 0: key order
+    assert retrieval.Retriever([], []).top("x", 3) == []
+
+
+def test_an_unknown_mode_is_named() -> None:
+    with pytest.raises(ValueError, match="demos='bm25'"):
+        retrieval.check_mode("bm25")
+
+
+def _task() -> niv2.NIV2Task:
+    topics = ["apple", "river", "violin", "planet", "garden", "engine", "castle", "forest"]
+    instances = tuple(
+        (f"id{i}", f"tell me about the {topics[i % 8]} number {i}", (f"out{i}",)) for i in range(150)
+    )  # fmt: skip
+    return niv2.NIV2Task("task_x", "Define.", (("pos in", "pos out"),), instances)
+
+
+def _shown(prompt: str) -> set[str]:
+    return {line.split("number ")[1].split()[0] for line in prompt.splitlines() if "number" in line}
+
+
+@pytest.mark.parametrize("heldout", [None, "some_dataset"])
+def test_niv2_retrieves_training_instances_only(heldout) -> None:
+    task = _task()
+    evaluated = {i[0] for i in niv2.split_instances(task, "test", heldout)}
+    held = {i[0] for i in task.instances if heldout and niv2._is_heldout(heldout, i)}
+    examples = niv2.render_examples(task, "test", heldout=heldout, num_demos=3, demos="retrieved")
+    again = niv2.render_examples(task, "test", heldout=heldout, num_demos=3, demos="retrieved")
+    assert examples == again and examples
+    for example in examples:
+        own = example.id[2:]
+        shown = _shown(example.inputs) - {own}
+        assert len(shown) == 3 and "pos in" not in example.inputs  # no positive examples
+        assert not {f"id{n}" for n in shown} & (evaluated | held)
+        topic = next(w for w in example.inputs.split("about the ")[-1].split())
+        assert example.inputs.count(f"about the {topic} ") == 4  # the same topic retrieved
+
+
+def test_niv2_random_demonstrations_are_unchanged_by_default() -> None:
+    task = _task()
+    default = niv2.render_examples(task, "test", num_demos=2)
+    assert default == niv2.render_examples(task, "test", num_demos=2, demos="random")
+    assert "pos in" in default[0].inputs
+
+
+@pytest.mark.data
+def test_promptsource_retrieves_training_rows_never_test_rows(data_dir) -> None:
+    from optiml.bench.sources import promptsource as ps
+
+    record = next(r for r in catalog.tasks("promptsource") if r.task == "super_glue_cb")
+    template = ps.load_templates(record.source_id)[0]
+    train = {ps.render(template, row, f"0:{i}:{template.id}")[0] for i, row in ps._rows(record, "train")}  # noqa: E501
+    test = {ps.render(template, row, f"0:{i}:{template.id}")[0] for i, row in ps._rows(record, "test")}  # noqa: E501
+    examples = [e for e in ps.examples(record, "test", num_demos=2, demos="retrieved")
+                if e.id.endswith(f"|{template.name}")]  # fmt: skip
+    assert examples == [e for e in ps.examples(record, "test", num_demos=2, demos="retrieved")
+                        if e.id.endswith(f"|{template.name}")]  # fmt: skip
+    for example in examples:
+        *demos, _ = example.inputs.split(ps.DEMO_SEPARATOR)
+        assert len(demos) == 2
+        for demo in demos:
+            assert any(demo.startswith(p) for p in train)
+            assert not any(demo.startswith(p) for p in test - train)
+
+
+@pytest.mark.data
+def test_the_plan_selects_retrieved_variants_and_records_the_mode(data_dir) -> None:
+    from optiml.evaluation import plan
+
+    entries = plan.plan_from_registry(
+        phase="dev", benchmarks=["promptsource", "niv2"], max_tasks_per_level=1, demos="retrieved"
+    )
+    few = [e for e in entries if e.shots]
+    assert few and all(e.demos == "retrieved" and "#retrieved_" in e.task for e in few)
+    assert all(e.demos == "random" and "#" not in e.task for e in entries if not e.shots)
+    assert levels.LEVELS  # (the levels decide which instances are held out)
