@@ -144,6 +144,12 @@ def _constrain(x: jax.Array, names: tuple[str, ...]) -> jax.Array:
     return nn.with_logical_constraint(x, names)
 
 
+def _projection(cfg: OPTConfig, features: int, names: tuple, name: str) -> nn.Dense:
+    """OPT-350m's project_in [512 -> 1024] / project_out [1024 -> 512], no bias."""
+    return nn.Dense(features, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                    kernel_init=_init(_normal(), names), name=name)  # fmt: skip
+
+
 def _layer_norm(cfg: OPTConfig, name: str) -> nn.LayerNorm:
     """torch.nn.LayerNorm numerics: eps 1e-5, two-pass variance, fp32 statistics."""
     return nn.LayerNorm(
@@ -342,14 +348,7 @@ class OPTDecoder(nn.Module):
         table = _constrain(embed.embedding, ("vocab", None)).astype(cfg.dtype)
         x = jnp.take(table, tokens, axis=0)
         if cfg.has_projection:
-            x = nn.Dense(
-                cfg.hidden_size,
-                use_bias=False,
-                dtype=cfg.dtype,
-                param_dtype=cfg.param_dtype,
-                kernel_init=_init(_normal(), (None, "embed")),
-                name="project_in",
-            )(x)
+            x = _projection(cfg, cfg.hidden_size, (None, "embed"), "project_in")(x)
         x = x + nn.Embed(
             cfg.max_positions + POSITION_OFFSET,
             cfg.hidden_size,
@@ -386,14 +385,7 @@ class OPTDecoder(nn.Module):
         if cfg.has_final_layer_norm:
             x = _layer_norm(cfg, name="final_layer_norm")(x)
         if cfg.has_projection:
-            x = nn.Dense(
-                cfg.word_dim,
-                use_bias=False,
-                dtype=cfg.dtype,
-                param_dtype=cfg.param_dtype,
-                kernel_init=_init(_normal(), ("embed", None)),
-                name="project_out",
-            )(x)
+            x = _projection(cfg, cfg.word_dim, ("embed", None), "project_out")(x)
         x, embedding = nn.dtypes.promote_dtype(x, embed.embedding, dtype=cfg.dtype)
         logits = tied_logits(x, embedding).astype(jnp.float32)  # = embed.attend(x)
         return _constrain(logits, ("batch", "length", "vocab"))
