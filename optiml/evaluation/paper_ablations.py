@@ -320,8 +320,8 @@ def plot(ax: Any, section: Mapping[str, Any]) -> None:
                        facecolors="none" if marked else colour,
                        label=None if n else row["variant"])  # fmt: skip
     ax.plot([0, 100], [0, 100], color="grey", linewidth=0.8)
-    ax.set_xlim(0, 100)
-    ax.set_ylim(0, 100)
+    ax.set_xlim(-3, 103)  # a score of 0 stays visible
+    ax.set_ylim(-3, 103)
     ax.set_xlabel(f"paper (Table {section['table']})")
     ax.set_ylabel("ours")
     scale = (
