@@ -25,7 +25,7 @@ import logging
 
 import seqio
 
-from optiml.bench import catalog, levels, metaicl, mixing, names
+from optiml.bench import catalog, flan2022, levels, metaicl, mixing, names
 from optiml.bench.sources import common
 from optiml.pipeline import vocab as vocab_lib
 
@@ -89,12 +89,7 @@ def register_metaicl_task(record: catalog.TaskRecord, loader, config: metaicl.Me
     """Register the MetaICL twin of a task (`optiml:<benchmark>:<task>#metaicl_<hash>`, paper
     §4.8): its `train` split carries demonstrations (`optiml.bench.metaicl`), the other splits
     are the task's 0-shot examples. Nothing is read until a dataset is built."""
-    count_tokens = None
-    if config.max_tokens is not None:
-        vocabulary = vocab_lib.opt_vocabulary()
-
-        def count_tokens(text: str) -> int:
-            return len(vocabulary.encode(text))
+    count_tokens = _token_counter() if config.max_tokens is not None else None
 
     def examples_fn(split: str) -> list[common.Example]:
         shown = loader.examples(record, split, num_demos=0, seed=common.PROMPT_SEED)
@@ -106,13 +101,34 @@ def register_metaicl_task(record: catalog.TaskRecord, loader, config: metaicl.Me
     return _add_task(name, common.function_source(record.source_id, examples_fn))
 
 
+def _token_counter():
+    vocabulary = vocab_lib.opt_vocabulary()
+    return lambda text: len(vocabulary.encode(text))
+
+
+def register_styled_task(record: catalog.TaskRecord, loader, styles: str) -> str:
+    """Register the prompt-styled twin of a task (`optiml:<benchmark>:<task>#flan2022`): every
+    split's examples in the Flan 2022 style drawn for each (`optiml.bench.flan2022`)."""
+
+    def examples_fn(split: str) -> list[common.Example]:
+        count = _token_counter()  # (the vocabulary loads on first use, not at registration)
+        return flan2022.styled_examples(record, loader, split, common.PROMPT_SEED, count)
+
+    name = names.task_name(record.benchmark, record.task, styles)
+    return _add_task(name, common.function_source(record.source_id, examples_fn))
+
+
 def register_mixture(mixture: str, spec: mixing.MixtureSpec) -> str:
     """Register `optiml_mix:<mixture>` over the registered tasks of its level (gin-callable)."""
     name = mixing.define_mixture(mixture, spec)
     registered = set(seqio.TaskRegistry.names())
     records = [r for r in mixing.level_tasks(spec) if r.name in registered]
     for record in records:
-        if mixing.trained_name(record, spec) != record.name:
+        if mixing.trained_name(record, spec) == record.name:
+            continue
+        if spec.prompt_styles:
+            register_styled_task(record, catalog.loader(record.benchmark), spec.prompt_styles)
+        else:
             register_metaicl_task(record, catalog.loader(record.benchmark), spec.metaicl)
     tasks = [mixing.trained_name(r, spec) for r in records]
     if name in seqio.MixtureRegistry.names():

@@ -101,12 +101,15 @@ def body(example: common.Example) -> str:
 
 
 def compose(
-    example: common.Example, demos: Sequence[common.Example], config: MetaICLConfig
+    example: common.Example,
+    demos: Sequence[common.Example],
+    separator: str,
+    loss: str = "target",
 ) -> common.Example:
-    """`example` with `demos` shown before it (after its instruction), split for the loss."""
+    """`example` with `demos` shown before it (after its instruction), split for the `loss`."""
     pieces = [body(d) + d.targets for d in demos] + [body(example) + example.targets]
-    text = example.instruction + config.separator.join(pieces)
-    if config.loss == "suffix" and demos:
+    text = example.instruction + separator.join(pieces)
+    if loss == "suffix" and demos:
         split = len(example.instruction) + len(body(demos[0]))
         targets = text[split:]
         return common.Example(example.id, text[:split], targets, (targets.strip(),),
@@ -119,16 +122,17 @@ def compose(
 def fit(
     example: common.Example,
     demos: list[common.Example],
-    config: MetaICLConfig,
+    separator: str,
+    max_tokens: int,
     count_tokens: Callable[[str], int],
 ) -> list[common.Example]:
-    """The demonstrations that fit `config.max_tokens` with the example (the nearest kept)."""
-    sep = count_tokens(config.separator)
+    """The demonstrations that fit `max_tokens` with the example (the nearest kept)."""
+    sep = count_tokens(separator)
     size = count_tokens(example.inputs) + count_tokens(example.targets)
     kept: list[common.Example] = []
     for demo in reversed(demos):  # the nearest to the example first
         size += sep + count_tokens(body(demo)) + count_tokens(demo.targets)
-        if size > config.max_tokens:
+        if size > max_tokens:
             break
         kept.insert(0, demo)
     return kept
@@ -150,17 +154,17 @@ def metaicl_examples(
     if config.max_tokens is not None and count_tokens is None:
         raise ValueError("MetaICLConfig.max_tokens needs count_tokens")
     if count_tokens is not None:
-        count_tokens = _memo(count_tokens)
+        count_tokens = memo(count_tokens)
     out = []
     for example in examples:
         demos = [by_id[i] for i in draw(config, task, example.id, list(by_id))]
         if config.max_tokens is not None:
-            demos = fit(example, demos, config, count_tokens)
-        out.append(compose(example, demos, config))
+            demos = fit(example, demos, config.separator, config.max_tokens, count_tokens)
+        out.append(compose(example, demos, config.separator, config.loss))
     return out
 
 
-def _memo(fn: Callable[[str], int]) -> Callable[[str], int]:
+def memo(fn: Callable[[str], int]) -> Callable[[str], int]:
     cache: dict[str, int] = {}
 
     def counted(text: str) -> int:

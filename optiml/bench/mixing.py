@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 
 from optiml import paths
-from optiml.bench import catalog, levels, metaicl, names, partial_data, subsets
+from optiml.bench import catalog, flan2022, levels, metaicl, names, partial_data, subsets
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,21 @@ class MixtureSpec:
     # MetaICL training (paper §4.8): the mixture trains on each task's MetaICL twin
     # `optiml:<benchmark>:<task>#metaicl_<hash>` (optiml.bench.metaicl) at the task's own rate
     metaicl: metaicl.MetaICLConfig | None = None
+    # Prompt styles: "flan2022" trains the styled twin `<task>#flan2022` of each task of a
+    # benchmark Flan 2022 styles (optiml.bench.flan2022: zero-/few-shot, options, inversions)
+    prompt_styles: str | None = None
 
     def __post_init__(self) -> None:  # gin passes lists: keep the spec hashable
         if not isinstance(self.off_benchmarks, tuple):
             object.__setattr__(self, "off_benchmarks", tuple(self.off_benchmarks))
+        if self.prompt_styles not in (None, *flan2022.PROMPT_STYLES):
+            raise ValueError(
+                f"MixtureSpec.prompt_styles {self.prompt_styles!r}: one of {flan2022.PROMPT_STYLES}"
+            )
+        if self.prompt_styles and self.metaicl:
+            raise ValueError(
+                "MixtureSpec: metaicl and prompt_styles both rewrite prompts: pick one"
+            )
 
 
 @dataclass(frozen=True)
@@ -156,7 +167,10 @@ def level_tasks(spec: MixtureSpec) -> list[catalog.TaskRecord]:
 
 
 def trained_name(record: catalog.TaskRecord, spec: MixtureSpec) -> str:
-    """The seqio task a mixture trains on for `record`: its own, or its MetaICL twin."""
+    """The seqio task a mixture trains on for `record`: its own, its MetaICL twin or its
+    prompt-styled twin (`optiml:niv2:<task>#flan2022`)."""
+    if spec.prompt_styles and flan2022.style_shares(record.benchmark):
+        return names.task_name(record.benchmark, record.task, spec.prompt_styles)
     if spec.metaicl is None or record.benchmark in metaicl.PLAIN_TEXT:
         return record.name
     return names.task_name(record.benchmark, record.task, spec.metaicl.variant)
@@ -305,7 +319,7 @@ QUICKSTART_LEVELS = levels.LevelConfig(
 DEFAULT_MIXTURES = {
     # training (read with split "train")
     "train": MixtureSpec("train", "train", opt_iml_recipe()),
-    "train_flan2022": MixtureSpec("train", "train", flan2022_recipe()),
+    "train_flan2022": MixtureSpec("train", "train", flan2022_recipe(), prompt_styles="flan2022"),
     "train_max": MixtureSpec(
         "train", "train", opt_iml_recipe(), levels.LevelConfig(train_on_everything=True)
     ),

@@ -184,6 +184,17 @@ def print_mixture(s: dict, out: TextIO, top: int = 20, all_missing: bool = False
     ]
     table(s["benchmarks"], columns + extra, out)
     w("\n")
+    if s.get("styles"):
+        w("prompt styles (zs/fs: zero-/few-shot; opt/noopt: answer options shown or not; inv: ")
+        w("input inversion):\n")
+        columns = [
+            ("benchmark", "benchmark", 14),
+            ("style", "style", 10),
+            ("of_benchmark", "of bench", 9, PERCENT),
+            ("share", "of mixture", 11, PERCENT),
+        ]
+        table(s["styles"], columns, out)  # fmt: skip
+        w("\n")
     shown = s["tasks"][:top] if top else s["tasks"]
     columns = [("short", "task", 0), ("examples", "examples", 9), ("rate", "rate", 9, PERCENT)]
     table([{**t, "short": _short(t["task"])} for t in shown], columns + extra, out, True)

@@ -21,7 +21,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from optiml.bench import catalog, levels, mixing, names
+from optiml.bench import catalog, flan2022, levels, mixing, names
 from optiml.bench.sources import common
 from optiml.bench.sources.common import PROMPT_SEED
 from optiml.pipeline import features, stream
@@ -174,7 +174,25 @@ def mixture_summary(
         "tasks": tasks,
         "missing": [{"task": t, "reason": rates.reasons[t]} for t in rates.missing],
         "missing_benchmarks": list(rates.missing_benchmarks),
+        "styles": style_shares(spec, rates.benchmark_rates),
     }
+
+
+def style_shares(spec: mixing.MixtureSpec, benchmark_rates: dict[str, float]) -> list[dict]:
+    """The prompt styles of a styled mixture (`MixtureSpec.prompt_styles`, e.g. Flan 2022's):
+    per benchmark and style its share of the benchmark and of the mixture, then each style over
+    the whole mixture (benchmark `all`); [] for a mixture without styles."""
+    if not spec.prompt_styles:
+        return []
+    rows, total = [], {}
+    for bench, share in sorted(benchmark_rates.items(), key=lambda x: -x[1]):
+        for style, part in (flan2022.style_shares(bench) or {"plain": 1.0}).items():
+            rows.append({"benchmark": bench, "style": style, "of_benchmark": part,
+                         "share": share * part})  # fmt: skip
+            total[style] = total.get(style, 0.0) + share * part
+    rows += [{"benchmark": "all", "style": style, "of_benchmark": None, "share": share}
+             for style, share in sorted(total.items(), key=lambda x: -x[1])]  # fmt: skip
+    return rows
 
 
 def stream_order(
@@ -232,8 +250,21 @@ def _render(name: str, split: str, prompt_seed: int) -> list:
     try:
         options = common.variant_options(loader, parsed.variant)
     except KeyError as err:
-        raise KeyError(f"task {name}: {err.args[0]}") from None
+        examples_fn = _registered_examples(name) if prompt_seed == PROMPT_SEED else None
+        if examples_fn is None:  # a MetaICL or prompt-styled twin: its registered source
+            raise KeyError(f"task {name}: {err.args[0]}") from None
+        return list(examples_fn(split))
     return loader.examples(record, split, seed=prompt_seed, **options)
+
+
+def _registered_examples(name: str):
+    import seqio
+
+    import optiml.registry  # noqa: F401  (registers the twins of the registry's mixtures)
+
+    if name not in seqio.TaskRegistry.names():
+        return None
+    return common.python_examples(seqio.get_mixture_or_task(name).source)
 
 
 def _fields(ex) -> dict:

@@ -187,13 +187,22 @@ def _spec(record: catalog.TaskRecord) -> tuple[str, Callable[[dict], dict], str]
     return DATASETS[record.task]
 
 
-def templates(record: catalog.TaskRecord, version: str = TEMPLATES) -> list[tuple[str, str]]:
-    """The task's original-task FLAN templates from the templates file `version`."""
+def templates(
+    record: catalog.TaskRecord,
+    version: str = TEMPLATES,
+    *,
+    inversions: bool = False,
+    options_shown: bool = True,
+) -> list[tuple[str, str]]:
+    """The task's FLAN templates from the templates file `version`: those of the original task
+    (paper A.1), or every one with `inversions` (Flan 2022 trains on its input inversions too);
+    without the options slot unless `options_shown` (`flan_templates.without_options`)."""
     _, _, key = _spec(record)
     patterns = flan_templates.read_patterns(flan_templates.templates_file(version))
     if key not in patterns:
         raise common.SourceDataError(f"FLAN {record.task}: no {key!r} templates in {version}")
-    return flan_templates.original_templates(patterns[key])
+    chosen = patterns[key] if inversions else flan_templates.original_templates(patterns[key])
+    return chosen if options_shown else [flan_templates.without_options(t) for t in chosen]
 
 
 def _cap() -> int:
@@ -207,7 +216,7 @@ def _rows(record: catalog.TaskRecord, split: str) -> list[dict]:
 
 def _fill(pattern: str, fields: dict) -> str:
     options = fields.get("options") or []
-    return pattern.format(**fields, options_="OPTIONS:\n- " + "\n- ".join(options)).strip()
+    return pattern.format(**fields, options_=flan_templates.options_block(options)).strip()
 
 
 def examples(
@@ -217,9 +226,15 @@ def examples(
     num_demos: int = 0,
     seed: int = 0,
     templates_version: str = TEMPLATES,
+    inversions: bool = False,
+    options_shown: bool = True,
 ) -> list[common.Example]:
-    """Rendered examples of one split (loader protocol; module docstring)."""
-    chosen = templates(record, templates_version)
+    """Rendered examples of one split (loader protocol; module docstring); `inversions` and
+    `options_shown` choose the templates (`templates`: Flan 2022's prompt styles)."""
+    chosen = templates(
+        record, templates_version, inversions=inversions, options_shown=options_shown
+    )
+    answers = {t for _, t in templates(record, templates_version)}  # the task's own targets
     rows = _rows(record, split)
     pool = (_rows(record, "train") if split != "train" else rows) if num_demos else []
     out = []
@@ -232,6 +247,7 @@ def examples(
             f"{common.delimited(_fill(prompt_t, d), delimiter)} {_fill(target_t, d)}" for d in demos
         ] + [common.delimited(_fill(prompt_t, fields), delimiter)]
         options = fields.get("options") if record.answer_type == "rank" else None
+        options = options if target_t in answers else None  # an inversion answers otherwise
         out.append(
             common.make_example(
                 record.task,

@@ -79,3 +79,22 @@ def original_templates(templates: Sequence[Template]) -> list[Template]:
     counts = {f: sum(f in fields(t[0]) for t in same) for f in fields(templates[0][0])}
     inputs = {f for f, n in counts.items() if 2 * n > len(same)} - {"options_"}
     return [t for t in same if inputs <= fields(t[0])]
+
+
+# Flan 2022's no-options templates (`PATTERNS_NO_OPTIONS` of flan/v2/templates.py): the options
+# slot is cut with the line breaks before it, in this order.
+OPTIONS_SLOTS = ("\n\n{options_}", "\n{options_}", "{options_}", "\n\n{options_str}")
+
+
+def without_options(template: Template) -> Template:
+    """A template that does not list the answer options: `"{premise}\n\n{options_}"` ->
+    `"{premise}"` (Flan 2022's `zs_noopt` / `fs_noopt` styles)."""
+    inputs = template[0]
+    for slot in OPTIONS_SLOTS:
+        inputs = inputs.replace(slot, "")
+    return inputs, template[1]
+
+
+def options_block(options: Sequence[str]) -> str:
+    """FLAN's options slot `{options_}`: "OPTIONS:\n- yes\n- no"."""
+    return "OPTIONS:\n- " + "\n- ".join(options)
