@@ -18,6 +18,16 @@ TASKS = mixing.QUICKSTART_TASKS[:2]
 CONFIG = metaicl.MetaICLConfig(zipf_a=1.0, max_tokens=256)
 
 
+@pytest.fixture(autouse=True)
+def _forget_test_mixtures():
+    """The mixtures registered here leave the global registry after each test."""
+    yield
+    for name in ("test_metaicl_plain", "test_metaicl_twin"):
+        mixing.MIXTURES.pop(f"optiml_mix:{name}", None)
+        if f"optiml_mix:{name}" in seqio.MixtureRegistry.names():
+            seqio.MixtureRegistry.remove(f"optiml_mix:{name}")
+
+
 def _spec(config: metaicl.MetaICLConfig | None) -> mixing.MixtureSpec:
     return dataclasses.replace(mixing.MIXTURES["optiml_mix:quickstart"], tasks=TASKS,
                                metaicl=config)  # fmt: skip
