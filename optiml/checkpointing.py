@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from optiml import errors
+from optiml import errors, orbax_errors
 from optiml.models import convert, opt
 from optiml.train_step import TrainState
 
@@ -73,7 +70,7 @@ class Checkpointer:
         self.save_every = save_every
         self._saving: int | None = None  # the step of the save that may still be in flight
         self._failed = False  # a lost save was reported: the run is stopping
-        self._orbax_errors = _OrbaxErrors(self)  # held from here to close()
+        self._orbax_errors = orbax_errors.OrbaxErrors(self)  # held from here to close()
         self._remove_unfinished_saves()
         policies = ocp.checkpoint_managers
         options = ocp.CheckpointManagerOptions(
@@ -157,7 +154,7 @@ class Checkpointer:
             )
 
     def _lost(self, step: int | None, error: BaseException | None) -> CheckpointError:
-        reason = _first_line(error) if error is not None else self._orbax_errors.first
+        reason = orbax_errors.first_line(error) if error is not None else self._orbax_errors.first
         self._orbax_errors.first = ""
         try:
             self.manager.reload()  # forget the failed step; the earlier ones are untouched
@@ -192,7 +189,7 @@ class Checkpointer:
             try:
                 restored = self.manager.restore(candidate, args=args)
             except Exception as e:
-                damaged.append((candidate, _first_line(e)))
+                damaged.append((candidate, orbax_errors.first_line(e)))
                 continue
             finally:
                 self._orbax_errors.first = ""
@@ -249,90 +246,6 @@ class Checkpointer:
                     raise
             if not self._failed:  # after a failure Orbax's threads may still log their part of it
                 self._orbax_errors.close()
-
-
-class _OrbaxErrors(logging.Filter):
-    """Orbax's own error output, held back while a Checkpointer is open so that a fault is one
-    line: its ERROR log records (tracebacks from its save threads, hundreds of lines for one
-    failed write) are dropped, the first line of the first kept in `first` for the
-    CheckpointError that reports it (so none goes unreported); and TensorStore's "Event loop is
-    closed" noise after a failed read is not printed (`_quiet_closed_event_loops`). Orbax logs
-    through absl's `absl` logger; asyncio logs the failures of Orbax's tasks no one awaited.
-
-    Only a record that can belong to this Checkpointer's save is kept: one that arrives while a
-    save is in flight and names no file outside its folder. Orbax's threads may log late, e.g.
-    the failed read of another folder's damaged checkpoint after that restore returned; such a
-    record is dropped, never reported as this run's failed save.
-    """
-
-    LOGGERS = ("absl", "asyncio")  # asyncio: "Task exception was never retrieved" of its tasks
-
-    def __init__(self, owner: Checkpointer) -> None:
-        super().__init__()
-        self.owner = owner
-        self.first = ""
-        for name in self.LOGGERS:
-            logging.getLogger(name).addFilter(self)
-        _quiet_closed_event_loops()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR or not _from_orbax(record):
-            return True
-        error = record.exc_info[1] if record.exc_info else record.getMessage()
-        if not self.first and self._ours(str(error)):
-            self.first = _first_line(error)
-        return False
-
-    def _ours(self, text: str) -> bool:
-        """Whether an Orbax error can be this Checkpointer's failed save (see the class doc)."""
-        if self.owner._saving is None:
-            return False
-        folder = str(self.owner.directory) + os.sep
-        return all((path + os.sep).startswith(folder) for path in _LOCAL_FILE.findall(text))
-
-    def close(self) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).removeFilter(self)
-
-
-def _from_orbax(record: logging.LogRecord) -> bool:
-    """Whether a log record comes from Orbax's code or carries an exception raised in it."""
-    if "orbax" in record.pathname:
-        return True
-    trace = record.exc_info[2] if record.exc_info else None
-    while trace is not None:
-        if "orbax" in trace.tb_frame.f_code.co_filename:
-            return True
-        trace = trace.tb_next
-    return False
-
-
-def _quiet_closed_event_loops() -> None:
-    """After a failed read TensorStore's pending callbacks reach an event loop that Orbax has
-    closed and raise "Event loop is closed" into `sys.unraisablehook` (~60 tracebacks, possibly
-    after the restore returned): those, and only those, are not printed. Installed once."""
-    previous = sys.unraisablehook
-    if getattr(previous, "optiml_quiet", False):
-        return
-
-    def hook(unraisable: Any) -> None:
-        error = unraisable.exc_value
-        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
-            previous(unraisable)
-
-    hook.optiml_quiet = True  # type: ignore[attr-defined]
-    sys.unraisablehook = hook
-
-
-def _first_line(error: BaseException | str, limit: int = 300) -> str:
-    """The first line of an error, without TensorStore's JSON specs, at most `limit` characters."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    line = _TENSORSTORE_SPEC.sub("", lines[0]) if lines else type(error).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-_LOCAL_FILE = re.compile(r'local file "([^"]+)"')  # how TensorStore names the file at fault
-_TENSORSTORE_SPEC = re.compile(r"\s*\[tensorstore_spec(\[\d+\])?='.*?'\]")
 
 
 def _allgather_json(value: Any) -> list[Any]:

@@ -275,7 +275,10 @@ def _orbax_error(message: str) -> None:
 
 def test_a_late_orbax_error_of_another_folder_is_not_this_runs_failed_save(tmp_path: Path) -> None:
     """CI found it: the failed read of another run's damaged checkpoint, logged by Orbax's threads
-    after that restore returned, stopped the next run as "checkpoint None could not be saved"."""
+    after that restore returned, stopped the next run as "checkpoint None could not be saved".
+    And a failed run's Checkpointer left open must not swallow this one's failed save."""
+    stale = checkpointing.Checkpointer(tmp_path / "failed", save_every=2)
+    stale._saving, stale._failed = 2, True  # a run that failed and never closed its Checkpointer
     ckpt = checkpointing.Checkpointer(tmp_path / "mine", save_every=2)
     other = f'Error reading "x/.zarray" in OCDBT database at local file "{tmp_path}/other/6/state/"'
     _orbax_error(other)  # no save in flight

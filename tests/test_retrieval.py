@@ -32,8 +32,9 @@ def test_an_unknown_mode_is_named() -> None:
 def _task() -> niv2.NIV2Task:
     topics = ["apple", "river", "violin", "planet", "garden", "engine", "castle", "forest"]
     instances = tuple(
-        (f"id{i}", f"tell me about the {topics[i % 8]} number {i}", (f"out{i}",)) for i in range(150)
-    )  # fmt: skip
+        (f"id{i}", f"tell me about the {topics[i % 8]} number {i}", (f"out{i}",))
+        for i in range(150)
+    )
     return niv2.NIV2Task("task_x", "Define.", (("pos in", "pos out"),), instances)
 
 
@@ -71,8 +72,12 @@ def test_promptsource_retrieves_training_rows_never_test_rows(data_dir) -> None:
 
     record = next(r for r in catalog.tasks("promptsource") if r.task == "super_glue_cb")
     template = ps.load_templates(record.source_id)[0]
-    train = {ps.render(template, row, f"0:{i}:{template.id}")[0] for i, row in ps._rows(record, "train")}  # noqa: E501
-    test = {ps.render(template, row, f"0:{i}:{template.id}")[0] for i, row in ps._rows(record, "test")}  # noqa: E501
+    train = {
+        ps.render(template, row, f"0:{i}:{template.id}")[0] for i, row in ps._rows(record, "train")
+    }
+    test = {
+        ps.render(template, row, f"0:{i}:{template.id}")[0] for i, row in ps._rows(record, "test")
+    }
     examples = [e for e in ps.examples(record, "test", num_demos=2, demos="retrieved")
                 if e.id.endswith(f"|{template.name}")]  # fmt: skip
     assert examples == [e for e in ps.examples(record, "test", num_demos=2, demos="retrieved")
