@@ -21,6 +21,7 @@ absent locally are left out of the mixture and listed by `optiml.bench.mixing.mi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import seqio
@@ -98,6 +99,23 @@ def register_metaicl_task(record: catalog.TaskRecord, loader, config: metaicl.Me
         return metaicl.metaicl_examples(record.name, shown, shown, config, count_tokens)
 
     name = names.task_name(record.benchmark, record.task, config.variant)
+    return _add_task(name, common.function_source(record.source_id, examples_fn))
+
+
+def register_separator_task(record: catalog.TaskRecord, loader, k: int, separator: str) -> str:
+    """Register a k-shot evaluation twin of a task whose demonstrations are joined by
+    `separator` in the MetaICL format (`metaicl.with_demonstrations`; paper §4.8, Table 20):
+    `optiml:<benchmark>:<task>#sep<8 hex of the separator>_<k>shot`."""
+
+    def examples_fn(split: str) -> list[common.Example]:
+        shown = loader.examples(record, split, num_demos=0, seed=common.PROMPT_SEED)
+        pool = shown if split == "train" else loader.examples(
+            record, "train", num_demos=0, seed=common.PROMPT_SEED
+        )  # fmt: skip
+        return metaicl.with_demonstrations(record.name, shown, pool, k, separator)
+
+    digest = hashlib.sha256(separator.encode()).hexdigest()[:8]
+    name = names.task_name(record.benchmark, record.task, f"sep{digest}_{k}shot")
     return _add_task(name, common.function_source(record.source_id, examples_fn))
 
 

@@ -107,3 +107,15 @@ def test_bad_configs_fail_naming_the_field() -> None:
     with pytest.raises(ValueError, match="max_tokens needs count_tokens"):
         metaicl.metaicl_examples("t", _task(), _task(), metaicl.MetaICLConfig(max_tokens=9))
     assert metaicl.MetaICLConfig().variant != metaicl.MetaICLConfig(loss="suffix").variant
+
+
+def test_evaluation_prompts_join_k_demonstrations_by_the_separator() -> None:
+    pool = _task(instruction="Task: Copy.\n")
+    evaluated = [Example(f"i{i}", f"Task: Copy.\nInput: new {i}\nAnswer:", " x",
+                         instruction="Task: Copy.\n") for i in range(5)]  # fmt: skip
+    out = metaicl.with_demonstrations("t", evaluated, pool, 3, " \n\n")
+    for e, m in zip(evaluated, out, strict=True):
+        assert m.inputs.startswith("Task: Copy.\nInput: text") and m.targets == e.targets
+        assert m.inputs.count(" \n\n") == 3 and m.inputs.endswith(metaicl.body(e))
+        assert f"text {e.id[1:]}\n" not in m.inputs  # an evaluated id is never shown
+    assert metaicl.with_demonstrations("t", evaluated, pool, 3, " \n\n") == out

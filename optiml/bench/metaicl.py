@@ -173,3 +173,24 @@ def memo(fn: Callable[[str], int]) -> Callable[[str], int]:
         return cache[text]
 
     return counted
+
+
+def with_demonstrations(
+    task: str,
+    examples: Sequence[common.Example],
+    pool: Sequence[common.Example],
+    k: int,
+    separator: str,
+    seed: int = 0,
+) -> list[common.Example]:
+    """Evaluation prompts in the MetaICL format (§4.8; Table 20 re-evaluates with `" \n\n"`):
+    each example after `k` random examples of `pool` (the task's 0-shot training examples;
+    never one with the example's id or prompt), joined by `separator` after its instruction."""
+    out = []
+    for example in examples:
+        others = [d for d in pool if d.id != example.id and d.inputs != example.inputs]
+        key = f"{seed}:metaicl eval:{task}:{example.id}".encode()
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+        chosen = rng.choice(len(others), size=min(k, len(others)), replace=False) if others else []
+        out.append(compose(example, [others[j] for j in chosen], separator))
+    return out

@@ -25,7 +25,7 @@ from optiml import fingerprint, partitioning
 from optiml.evaluation import paper, prompt_selection
 from optiml.evaluation import rank_classification as rc
 from optiml.evaluation.inference import Inferencer
-from optiml.evaluation.plan import EvalTask, paper_plan, plan_from_registry
+from optiml.evaluation.plan import EvalTask, paper_plan, plan_from_registry, with_demo_separator
 from optiml.evaluation.runner import run_plan
 from optiml.models import formats, opt, quantize
 
@@ -59,6 +59,7 @@ def evaluate(
     select_templates: int | None = None,
     selection_inputs: int = prompt_selection.NUM_INPUTS,
     demos: str = "random",
+    demo_separator: str | None = None,
     on_stale: str = "rerun",
     print_report: bool = True,
 ) -> dict[str, Any]:
@@ -87,7 +88,8 @@ def evaluate(
     lowest-perplexity templates, scored on `selection_inputs` inputs each (`prompt_selection`,
     Gonen et al. 2022); the ranking goes into the report. `demos`: "random" (the loaders' seeded
     demonstrations) or "retrieved" (BM25 over the task's training instances, Agrawal et al.
-    2022) for k-shot tasks; the report notes it.
+    2022) for k-shot tasks; the report notes it. `demo_separator`: k-shot prompts in the MetaICL
+    format, demonstrations joined by it (paper §4.8, Table 20: " \n\n"; `plan.with_demo_separator`).
     """
     scoring = rc.Scoring(include_eos, length_normalization)
     weights = quantize.weight_format(weight_bits, weight_kind)
@@ -136,6 +138,7 @@ def evaluate(
             scoring=scoring,
             demos=demos,
         )
+    plan = with_demo_separator(plan, demo_separator)
     inferencer = Inferencer(
         params,
         model_config,

@@ -258,3 +258,25 @@ def _mixture(name: str) -> mixing.MixtureSpec:
     if name not in mixing.MIXTURES:
         raise ValueError(f"trained_on={name!r}: not one of optiml's mixtures")
     return mixing.MIXTURES[name]
+
+
+def with_demo_separator(plan: Sequence[EvalTask], separator: str | None) -> list[EvalTask]:
+    """`plan` with its k-shot tasks in the MetaICL format, demonstrations joined by `separator`
+    (paper §4.8: [SEP] = three newlines; Table 20: " \n\n"); each such task is registered as
+    `optiml:<benchmark>:<task>#sep<hex>_<k>shot` (`registry.register_separator_task`) at the k
+    the plan reached. None: the plan as it is (the loaders' own k-shot prompts, §2.4)."""
+    if separator is None:
+        return list(plan)
+    out = []
+    for entry in plan:
+        if entry.shots == 0:
+            out.append(entry)
+            continue
+        if entry.demos != "random":
+            raise ValueError(f"{entry.task}: a demonstration separator needs demos='random'")
+        parsed = names.parse_task_name(entry.task)
+        record = catalog.task(names.task_name(parsed.benchmark, parsed.task))
+        loader = catalog.loader(record.benchmark)
+        task = optiml.registry.register_separator_task(record, loader, entry.shots, separator)
+        out.append(dataclasses.replace(entry, task=task))
+    return out
