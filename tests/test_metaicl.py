@@ -53,7 +53,7 @@ def test_examples_carry_exactly_k_demonstrations_of_the_task_never_themselves(
     by_id = {e.id: e for e in examples}
     shots = []
     for e, m in zip(examples, out, strict=True):
-        demos = metaicl.draw(config, "t", e.id, list(by_id))
+        demos = [examples[j].id for j in metaicl.draw(config, "t", e.id, list(by_id))]
         assert e.id not in demos and len(set(demos)) == len(demos)
         shots.append(len(demos))
         assert m.targets == e.targets and m.references == e.references  # loss: final target only
@@ -77,7 +77,7 @@ def test_suffix_loss_starts_at_the_first_demonstrations_target() -> None:
     )
     by_id = {e.id: e for e in examples}
     for e, m, t in zip(examples, out, target_only, strict=True):
-        demos = metaicl.draw(config, "t", e.id, list(by_id))
+        demos = [examples[j].id for j in metaicl.draw(config, "t", e.id, list(by_id))]
         assert m.inputs + m.targets == t.inputs + t.targets  # the same text, split elsewhere
         if not demos:
             assert m == t

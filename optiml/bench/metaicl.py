@@ -82,12 +82,12 @@ def _rng(config: MetaICLConfig, task: str, example_id: str) -> np.random.Generat
     return np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
 
 
-def draw(config: MetaICLConfig, task: str, example_id: str, pool_ids: Sequence[str]) -> list[str]:
-    """The demonstrations of one example: k ids of `pool_ids` (never `example_id`), in the order
-    shown; k as drawn, or fewer when the pool holds fewer other examples."""
+def draw(config: MetaICLConfig, task: str, example_id: str, pool_ids: Sequence[str]) -> list[int]:
+    """The demonstrations of one example: k indices into `pool_ids` (never one whose id is
+    `example_id`), in the order shown; k as drawn, or fewer when the pool holds fewer others."""
     rng = _rng(config, task, example_id)
     k = int(rng.choice(config.max_shots + 1, p=shot_probabilities(config.max_shots, config.zipf_a)))
-    others = [i for i in pool_ids if i != example_id]
+    others = [j for j, i in enumerate(pool_ids) if i != example_id]
     if k == 0 or not others:
         return []
     return [others[j] for j in rng.choice(len(others), size=min(k, len(others)), replace=False)]
@@ -148,16 +148,14 @@ def metaicl_examples(
     """MetaICL versions of a task's 0-shot `examples`, demonstrations drawn from `pool` (the
     task's training examples, 0-shot; `examples` itself for the train split: the drawn ids skip
     the example's own). `count_tokens` is needed with `config.max_tokens`."""
-    by_id = {e.id: e for e in pool}
-    if len(by_id) != len(pool):
-        raise ValueError(f"MetaICL {task}: example ids of the demonstration pool are not unique")
+    pool_ids = [e.id for e in pool]
     if config.max_tokens is not None and count_tokens is None:
         raise ValueError("MetaICLConfig.max_tokens needs count_tokens")
     if count_tokens is not None:
         count_tokens = memo(count_tokens)
     out = []
     for example in examples:
-        demos = [by_id[i] for i in draw(config, task, example.id, list(by_id))]
+        demos = [pool[j] for j in draw(config, task, example.id, pool_ids)]
         if config.max_tokens is not None:
             demos = fit(example, demos, config.separator, config.max_tokens, count_tokens)
         out.append(compose(example, demos, config.separator, config.loss))
