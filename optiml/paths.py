@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 DATA_DIR_ENV = "OPTIML_DATA_DIR"
-# What the data folder holds (one folder per source; /work/shared/data/README.md): any one will do.
-DATA_FOLDERS = ("natinst", "gpt2_bpe", "promptsource", "superglue", "mmlu", "bbh", "flan", "gsm8k")
+# What the data folder holds (one folder per source that a loader reads; the data's README.md):
+# any one will do, e.g. a folder holding only crossfit/ serves the CrossFit tasks.
+DATA_FOLDERS = (
+    "natinst", "gpt2_bpe", "promptsource", "superglue", "piqa", "mmlu", "bbh", "flan", "gsm8k",
+    "zero_shot_cot", "reasoning", "crossfit", "exmix", "unifiedskg", "dialogue", "pretrain",
+)  # fmt: skip
 _PACKAGE = Path(__file__).resolve().parent
 
 

@@ -59,6 +59,7 @@ def test_render_markdown_and_tsv():
 def test_level_sizes_next_to_the_papers(monkeypatch, tmp_path):
     """The declared training level next to Table 1's 1545 tasks / 93 categories and
     OPT-IML-Max's 1991 tasks; with no data here nothing is available."""
+    (tmp_path / "natinst").mkdir()  # a data folder that holds no task
     monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     niv2.load_task.cache_clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,27 @@ def test_tsv_format_few_shot_files_and_references(monkeypatch):
 
 
 def test_missing_task_is_named(monkeypatch, tmp_path):
+    (tmp_path / "crossfit").mkdir()  # a data folder without this task
     monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
     with pytest.raises(common.SourceDataError, match="CrossFit glue-rte: no local files"):
         crossfit.count_examples(catalog.task("optiml:crossfit:glue_rte"), "train")
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_an_evaluation_task_tested_on_its_train_rows_never_shows_itself(monkeypatch, tmp_path, k):
+    """An evaluation task whose source has no evaluation rows is tested on its train rows
+    (common.split_rows); its demonstrations come from the same rows and never the example
+    itself with its answer (they did, by index, before)."""
+    folder = tmp_path / "crossfit" / "squad-with_context"
+    folder.mkdir(parents=True)
+    rows = [f"question {i}\tanswer {i}" for i in range(3)]
+    (folder / "squad-with_context_16_100_train.tsv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
+    crossfit._load_rows.cache_clear()
+    record = dataclasses.replace(catalog.task("optiml:crossfit:squad_with_context"), role="test")
+    tested = crossfit.examples(record, "test", num_demos=k)
+    assert len(tested) == 3
+    for i, example in enumerate(tested):
+        *shown, asked = re.findall(r"question (\d)", example.inputs)
+        assert asked == str(i) and len(shown) == min(k, 2)
+        assert str(i) not in shown, example.inputs

@@ -75,9 +75,11 @@ def _teardowns(kind: str) -> str:
 
 @pytest.mark.slow
 def test_tearing_a_pipeline_down_mid_read_leaves_no_traceback() -> None:
-    # the control: TensorFlow's generator iterators fail like this (about 1 teardown in 5 here)
-    assert "KeyError: np.int64(" in _teardowns("generator")
     assert "KeyError" not in _teardowns("sliced")
+    # the control: TensorFlow's generator iterators fail like this (about 1 teardown in 5 on an
+    # idle machine; a race, so rarer under other timings: up to 3 x 40 teardowns)
+    if not any("KeyError: np.int64(" in _teardowns("generator") for _ in range(3)):
+        pytest.skip("TensorFlow's generator teardown error did not occur in 120 teardowns here")
 
 
 @pytest.mark.data

@@ -34,6 +34,7 @@ def test_off_by_default_and_missing_data_named(monkeypatch, tmp_path):
         and len(catalog.tasks("dialogue")) == 6
     )
     assert not any(r.benchmark == "dialogue" for r in levels.build_levels().train)
+    (tmp_path / "dialogue").mkdir()  # a data folder without this task
     monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
     with pytest.raises(common.SourceDataError, match="dialogue wizard_of_internet: no local files"):
         dialogue.count_examples(catalog.task("optiml:dialogue:wizard_of_internet"), "train")

@@ -38,6 +38,7 @@ def test_all_subjects_zero_and_five_shot(data_dir, monkeypatch):
 
 
 def test_missing_subject_file_is_named(tmp_path, monkeypatch):
+    (tmp_path / "mmlu").mkdir()  # a data folder without this subject
     monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
     with pytest.raises(common.SourceDataError, match="MMLU anatomy: missing file"):
         mmlu.count_examples(catalog.task("optiml:mmlu:anatomy"), "test")

@@ -32,6 +32,7 @@ def test_records_and_supervised_instance_split(monkeypatch, tmp_path):
     dart = catalog.task("optiml:unifiedskg:dart")  # an evaluation task: UnifiedSKG's dev file
     (e,) = unifiedskg.examples(dart, "test")
     assert e.targets == " Mars Hill College joined in 1973."
+    (tmp_path / "unifiedskg").mkdir()  # a data folder without this task
     monkeypatch.setenv("OPTIML_DATA_DIR", str(tmp_path))
     with pytest.raises(common.SourceDataError, match="UnifiedSKG totto: no local files"):
         unifiedskg.count_examples(catalog.task("optiml:unifiedskg:totto"), "train")

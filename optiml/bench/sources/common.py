@@ -288,6 +288,9 @@ def keyword_loader(
         pool = [] if not num_demos else chosen if split == "train" else split_rows(
             record, "train", rows
         )  # fmt: skip
+        # the evaluated rows are the pool in training, and where an evaluation task without
+        # evaluation rows is tested on its train rows (split_rows)
+        same = split == "train" or pool == chosen
         out = []
         for i, (text, outputs) in enumerate(chosen):
             if label_set:
@@ -295,7 +298,7 @@ def keyword_loader(
             else:
                 answer, refs = outputs[pick(seed, len(outputs), "output", record.task, i)], outputs
             delimiter = pick_delimiter(seed, record.task, str(i))
-            others = [d for j, d in enumerate(pool) if split != "train" or j != i]
+            others = [d for j, d in enumerate(pool) if not (same and j == i)]  # never the example
             demos = demonstrations(others, num_demos, seed, record.task, str(i))
             shown = [f"{ask(record, x, delimiter)} {outs[0].strip()}" for x, outs in demos]
             shown.append(ask(record, text, delimiter))

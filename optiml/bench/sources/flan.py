@@ -237,11 +237,14 @@ def examples(
     answers = {t for _, t in templates(record, templates_version)}  # the task's own targets
     rows = _rows(record, split)
     pool = (_rows(record, "train") if split != "train" else rows) if num_demos else []
+    # the evaluated rows are the pool in training, and where an evaluation task without
+    # evaluation rows is tested on its train rows (common.split_rows)
+    same = split == "train" or pool == rows
     out = []
     for i, fields in enumerate(rows):
         prompt_t, target_t = chosen[common.pick(seed, len(chosen), "template", record.task, i)]
         delimiter = common.pick_delimiter(seed, record.task, str(i))
-        others = [d for j, d in enumerate(pool) if split != "train" or j != i]
+        others = [d for j, d in enumerate(pool) if not (same and j == i)]  # never the example
         demos = common.demonstrations(others, num_demos, seed, record.task, str(i))
         shown = [
             f"{common.delimited(_fill(prompt_t, d), delimiter)} {_fill(target_t, d)}" for d in demos
