@@ -128,7 +128,7 @@ def styled_examples(
     if len(lengths) != 1:
         raise ValueError(f"{record.name}: the styles render different example counts {lengths}")
     f = _format()
-    count = metaicl.memo(count_tokens) if count_tokens else None
+    count = functools.cache(count_tokens) if count_tokens else None
     out = []
     for i, example in enumerate(next(iter(variants.values()))):
         style = draw_style(record.benchmark, record.task, example.id, seed)

@@ -29,6 +29,7 @@ example id): the same config renders the same examples.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -152,7 +153,7 @@ def metaicl_examples(
     if config.max_tokens is not None and count_tokens is None:
         raise ValueError("MetaICLConfig.max_tokens needs count_tokens")
     if count_tokens is not None:
-        count_tokens = memo(count_tokens)
+        count_tokens = functools.cache(count_tokens)  # demonstrations recur
     out = []
     for example in examples:
         demos = [pool[j] for j in draw(config, task, example.id, pool_ids)]
@@ -160,17 +161,6 @@ def metaicl_examples(
             demos = fit(example, demos, config.separator, config.max_tokens, count_tokens)
         out.append(compose(example, demos, config.separator, config.loss))
     return out
-
-
-def memo(fn: Callable[[str], int]) -> Callable[[str], int]:
-    cache: dict[str, int] = {}
-
-    def counted(text: str) -> int:
-        if text not in cache:
-            cache[text] = fn(text)
-        return cache[text]
-
-    return counted
 
 
 def with_demonstrations(
@@ -181,7 +171,7 @@ def with_demonstrations(
     separator: str,
     seed: int = 0,
 ) -> list[common.Example]:
-    """Evaluation prompts in the MetaICL format (§4.8; Table 20 re-evaluates with `" \n\n"`):
+    """Evaluation prompts in the MetaICL format (§4.8; Table 20 re-evaluates with `" \\n\\n"`):
     each example after `k` random examples of `pool` (the task's 0-shot training examples;
     never one with the example's id or prompt), joined by `separator` after its instruction."""
     out = []
