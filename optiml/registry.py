@@ -125,10 +125,13 @@ def _token_counter():
 
 
 def register_styled_task(record: catalog.TaskRecord, loader, styles: str) -> str:
-    """Register the prompt-styled twin of a task (`optiml:<benchmark>:<task>#flan2022`): every
-    split's examples in the Flan 2022 style drawn for each (`optiml.bench.flan2022`)."""
+    """Register the prompt-styled twin of a task (`optiml:<benchmark>:<task>#flan2022`): its
+    `train` examples in the Flan 2022 style drawn for each (`optiml.bench.flan2022`); the other
+    splits are the task's 0-shot examples (few-shot exemplars never come from them)."""
 
     def examples_fn(split: str) -> list[common.Example]:
+        if split != "train":
+            return loader.examples(record, split, num_demos=0, seed=common.PROMPT_SEED)
         count = _token_counter()  # (the vocabulary loads on first use, not at registration)
         return flan2022.styled_examples(record, loader, split, common.PROMPT_SEED, count)
 
