@@ -78,3 +78,30 @@ def result_bytes(line: str) -> int:
     for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", result):
         total += _ITEMSIZE[dtype] * int(np.prod(_ints(dims)))
     return total
+
+
+def bytes_per_execution(hlo: str, lines: list[str]) -> int:
+    """Bytes that one execution of `hlo` sends through the collective instruction `lines` (from
+    `collectives`): a conditional runs one of its branches, so the collectives of its branch
+    computations are alternatives (the largest branch counts), not a sum. A collective nested
+    deeper than a branch's own computation counts as always executed (an overcount, never less)."""
+    where, computation = {}, None
+    for raw in hlo.splitlines():
+        if raw.rstrip().endswith("{") and (m := re.match(r"^(?:ENTRY )?%(\S+) ", raw)):
+            computation = m.group(1)
+        where[raw.strip()] = computation
+    conditionals = [
+        re.findall(r"%([^,\s}]+)", names)
+        for names in re.findall(r"branch_computations=\{([^}]*)\}", hlo)
+    ] + [
+        list(pair)
+        for pair in re.findall(r"true_computation=%([^,\s]+), false_computation=%([^,\s]+)", hlo)
+    ]
+    per_computation: dict[str, int] = {}
+    for line in lines:
+        per_computation[where[line]] = per_computation.get(where[line], 0) + result_bytes(line)
+    in_branch = {name for branches in conditionals for name in branches}
+    always = sum(n for name, n in per_computation.items() if name not in in_branch)
+    return always + sum(
+        max(per_computation.get(name, 0) for name in branches) for branches in conditionals
+    )
