@@ -101,3 +101,17 @@ def test_the_plan_selects_retrieved_variants_and_records_the_mode(data_dir) -> N
     assert few and all(e.demos == "retrieved" and "#retrieved_" in e.task for e in few)
     assert all(e.demos == "random" and "#" not in e.task for e in entries if not e.shots)
     assert levels.LEVELS  # (the levels decide which instances are held out)
+
+
+def test_niv2_reachable_shots_in_retrieved_mode_count_the_pool_alone(monkeypatch) -> None:
+    """Retrieved demonstrations never include the positive examples, so a 5-shot prompt of a
+    task with a small pool reaches one demonstration fewer than in the default mode."""
+    small = niv2.NIV2Task("task_x", "Define.", (("pos in", "pos out"),), _task().instances[:4])
+    monkeypatch.setattr(niv2, "load_task", lambda task_id, root=None: small)
+    record = next(r for r in catalog.tasks("niv2") if r.role == "train")
+    pool = niv2.demo_pool(small, "train", niv2.heldout_key(record))
+    assert 1 < len(pool) < 5
+    assert niv2.reachable_shots(record, "train", 5) == min(5, 1 + len(pool) - 1)
+    assert niv2.reachable_shots(record, "train", 5, demos="retrieved") == len(pool) - 1
+    rendered = niv2.render_examples(small, "train", num_demos=5, demos="retrieved")
+    assert {len(_shown(e.inputs) - {e.id[2:]}) for e in rendered} == {len(pool) - 1}

@@ -57,11 +57,16 @@ class EvalTask:
             )
 
 
-def reachable_shots(loader, record: catalog.TaskRecord, split: str, k: int) -> int:
+def reachable_shots(
+    loader, record: catalog.TaskRecord, split: str, k: int, demos: str = "random"
+) -> int:
     """The demonstrations a k-shot variant of `record` really shows (the loader's
-    `reachable_shots`; k for loaders whose k-shot prompts always have k, e.g. MMLU's dev set)."""
+    `reachable_shots`, told the mode when demonstrations are retrieved; k for loaders whose
+    k-shot prompts always have k, e.g. MMLU's dev set)."""
     if k == 0 or not hasattr(loader, "reachable_shots"):
         return k
+    if demos == retrieval.RETRIEVED:
+        return int(loader.reachable_shots(record, split, k, demos=demos))
     return int(loader.reachable_shots(record, split, k))
 
 
@@ -151,11 +156,11 @@ def plan_from_registry(
         for variant, k in variants:
             if shots is not None and k not in shots:
                 continue
-            k = reachable_shots(loader, record, split, k)
+            variant, mode = shot_variant(loader, variant, k, demos)
+            k = reachable_shots(loader, record, split, k, mode)
             if k in planned:  # e.g. #5shot of a task with 2 demonstrations = its #2shot
                 continue
             planned.add(k)
-            variant, mode = shot_variant(loader, variant, k, demos)
             plan.append(
                 EvalTask(
                     task=names.task_name(record.benchmark, record.task, variant),
@@ -239,7 +244,7 @@ def paper_plan(
                         benchmark=record.benchmark,
                         name=record.dataset,
                         subtask=record.task,
-                        shots=reachable_shots(catalog.loader(record.benchmark), record, "test", k),
+                        shots=reachable_shots(loader, record, "test", k, mode),
                         split="test",
                         max_examples=cap,
                         metric=record.metric if record.answer_type == "generate" else "accuracy",

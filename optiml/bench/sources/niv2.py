@@ -359,12 +359,18 @@ def examples(
     )  # fmt: skip
 
 
-def reachable_shots(record: catalog.TaskRecord, split: str, k: int) -> int:
+def reachable_shots(
+    record: catalog.TaskRecord, split: str, k: int, demos: str = retrieval.MODES[0]
+) -> int:
     """The demonstrations a `k`-shot prompt of this split really gets (loader protocol): k when
-    the positive examples and the demonstration pool hold k (besides the evaluated instance)."""
+    the positive examples and the demonstration pool hold k (besides the evaluated instance);
+    retrieved demonstrations (`demos="retrieved"`) come from the pool alone."""
     task = load_task(record.source_id)
     pool = demo_pool(task, split, heldout_key(record))
-    return min(k, len(task.positive_examples) + len(pool) - (split == "train"))
+    positives = (
+        0 if retrieval.check_mode(demos) == retrieval.RETRIEVED else len(task.positive_examples)
+    )
+    return min(k, positives + len(pool) - (split == "train"))
 
 
 make_source = common.lazy_source(examples)  # a seqio source; nothing is read until used
