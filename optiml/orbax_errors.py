@@ -76,7 +76,9 @@ class _Filter(logging.Filter):
         if not _OPEN or record.levelno < logging.ERROR or not _from_orbax(record):
             return True
         error = record.exc_info[1] if record.exc_info else record.getMessage()
-        any(errors.claim(error) for errors in reversed(_OPEN))
+        for errors in reversed(_OPEN):  # the newest open Checkpointer first
+            if errors.claim(error):
+                break
         return False
 
 

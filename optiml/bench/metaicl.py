@@ -78,18 +78,20 @@ def shot_probabilities(max_shots: int, zipf_a: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _rng(config: MetaICLConfig, task: str, example_id: str) -> np.random.Generator:
-    key = f"{config.seed}:metaicl:{task}:{example_id}".encode()
-    return np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+def _rng(seed: int, what: str, task: str, example_id: str) -> np.random.Generator:
+    """A generator seeded per example (common.pick's hash of the seed and the parts)."""
+    return np.random.default_rng(common.pick(seed, 2**64, what, task, example_id))
 
 
 def draw(config: MetaICLConfig, task: str, example_id: str, pool_ids: Sequence[str]) -> list[int]:
     """The demonstrations of one example: k indices into `pool_ids` (never one whose id is
     `example_id`), in the order shown; k as drawn, or fewer when the pool holds fewer others."""
-    rng = _rng(config, task, example_id)
+    rng = _rng(config.seed, "metaicl", task, example_id)
     k = int(rng.choice(config.max_shots + 1, p=shot_probabilities(config.max_shots, config.zipf_a)))
+    if k == 0:  # most examples (92.5% at a=4): no scan of the pool
+        return []
     others = [j for j, i in enumerate(pool_ids) if i != example_id]
-    if k == 0 or not others:
+    if not others:
         return []
     return [others[j] for j in rng.choice(len(others), size=min(k, len(others)), replace=False)]
 
@@ -177,8 +179,7 @@ def with_demonstrations(
     out = []
     for example in examples:
         others = [d for d in pool if d.id != example.id and d.inputs != example.inputs]
-        key = f"{seed}:metaicl eval:{task}:{example.id}".encode()
-        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+        rng = _rng(seed, "metaicl eval", task, example.id)
         chosen = rng.choice(len(others), size=min(k, len(others)), replace=False) if others else []
         out.append(compose(example, [others[j] for j in chosen], separator))
     return out
