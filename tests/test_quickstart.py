@@ -56,10 +56,22 @@ def test_train_then_the_untuned_and_the_tuned_model_side_by_side(
         f"[3/3] evaluate the tuned model (step 100) into {run_dir}",
     ]
     assert "| Fully supervised | 9 | 0.0 | 48.1 | +48.1 |" in out
+    python = quickstart._python()
     assert out[-2:] == [
         f"report: {run_dir}/report.md, {run_dir}/report.json, {run_dir}/report.png",
-        f"compare two runs: python -m optiml.evaluation.compare {untuned} {run_dir}",
+        f"compare two runs: {python} -m optiml.evaluation.compare {untuned} {run_dir}",
     ]
+
+
+def test_the_compare_hint_names_the_interpreter_as_the_user_types_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` runs `.venv/bin/python` under the repo root; any other interpreter is `python`."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(quickstart.sys, "executable", str(tmp_path / ".venv" / "bin" / "python"))
+    assert quickstart._python() == ".venv/bin/python"
+    monkeypatch.setattr(quickstart.sys, "executable", "/usr/bin/python3")
+    assert quickstart._python() == "python"
 
 
 def test_a_missing_step_is_skipped(data: Path, tmp_path: Path) -> None:
