@@ -155,3 +155,75 @@ def test_the_command_ranks_a_local_promptsource_task(data_dir, tmp_path, capsys)
     )
     assert "| 1 | " in capsys.readouterr().out
     assert prompt_selection.main([str(model), "--tasks", "optiml:promptsource:nope"]) == 2
+
+
+FLAN_TASK = "optiml:flan:test_prompt_selection"
+
+
+@pytest.mark.data  # FLAN's templates.py
+def test_flan_templates_are_ranked_and_selected_on_mock_data(data_dir, inferencer) -> None:
+    """FLAN draws one template per row; its ranking scores every template on the same rows (by
+    hand here: each row's prompt under each template, scored alone) and its evaluation twin
+    redraws every row's template among the chosen ones."""
+    import tensorflow_datasets as tfds
+
+    from optiml.bench import catalog
+    from optiml.bench.sources import flan, tfds_util
+
+    record = catalog.task("optiml:flan:rte")
+    if FLAN_TASK in seqio.TaskRegistry.names():
+        seqio.TaskRegistry.remove(FLAN_TASK)
+    seqio.TaskRegistry.add(
+        FLAN_TASK,
+        source=flan.make_source(record),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+        output_features={
+            "inputs": seqio.Feature(VOCAB, add_eos=False, required=False),
+            "targets": seqio.Feature(VOCAB, add_eos=True),
+        },  # fmt: skip
+        metric_fns=[],
+    )
+    named = flan.named_templates(record)
+    assert [n for n, _ in named] == [f"template {j}" for j in range(9)]  # the 10th inverts
+    tfds_util.source.cache_clear()
+    with tfds.testing.mock_data(num_examples=5):
+        rows = flan._rows(record, "test")
+        order = sorted(range(len(rows)), key=lambda i: common.pick(
+            0, 2**61, "prompt selection", FLAN_TASK, str(i)))  # fmt: skip
+        expected = []
+        for name, (pattern, _) in named:
+            means = []
+            for i in order[:3]:
+                delimiter = common.pick_delimiter(0, "rte", str(i))
+                text = common.delimited(flan._fill(pattern, rows[i]), delimiter)
+                ids = tuple(VOCAB.encode(text))[: CONFIG.max_positions - 1]
+                (total,) = inferencer.score_examples([EvalExample(0, (2,), ids)])
+                means.append(total / len(ids))
+            expected.append((name, float(np.mean(means))))
+        expected.sort(key=lambda item: (-item[1], item[0]))
+        ranked = prompt_selection.rank_task(FLAN_TASK, "test", inferencer, VOCAB.encode, 3)
+        assert [s.template for s in ranked] == [name for name, _ in expected]
+        np.testing.assert_allclose([s.log_likelihood for s in ranked],
+                                   [v for _, v in expected], rtol=1e-5)  # fmt: skip
+        assert {s.prompts for s in ranked} == {3}
+
+        spec = EvalTask(task=FLAN_TASK, level="fully_heldout", category="c", benchmark="flan",
+                        name="rte", split="test", answer_type="rank")  # fmt: skip
+        selected = prompt_selection.select([spec], inferencer, 2, num_inputs=3)
+        assert selected == prompt_selection.select([spec], inferencer, 2, num_inputs=3)
+        (chosen,), rankings = selected
+        assert chosen.templates == tuple(sorted(name for name, _ in expected[:2]))
+        assert [r["template"] for r in rankings[f"{FLAN_TASK} (test)"]] == [
+            name for name, _ in expected
+        ]
+        twin = registration.evaluation_task(FLAN_TASK, "accuracy", templates=chosen.templates)
+        dataset = seqio.get_mixture_or_task(twin).get_dataset(None, split="test", shuffle=False)
+        got = [(ex["id"].decode(), ex["inputs_pretokenized"].decode())
+               for ex in dataset.as_numpy_iterator()]  # fmt: skip
+        redrawn = flan.examples(record, "test", only_templates=chosen.templates)
+        assert got == [(e.id, e.inputs) for e in redrawn]  # every row, a chosen template each
+        assert [e.split("|")[0] for e, _ in got] == [str(i) for i in range(len(rows))]
+        assert {common.template_of(e) for e, _ in got} <= set(chosen.templates)
+        with pytest.raises(ValueError, match="no template named"):
+            flan.examples(record, "test", only_templates=("template 9",))
+    tfds_util.source.cache_clear()

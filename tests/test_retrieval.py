@@ -115,3 +115,91 @@ def test_niv2_reachable_shots_in_retrieved_mode_count_the_pool_alone(monkeypatch
     assert niv2.reachable_shots(record, "train", 5, demos="retrieved") == len(pool) - 1
     rendered = niv2.render_examples(small, "train", num_demos=5, demos="retrieved")
     assert {len(_shown(e.inputs) - {e.id[2:]}) for e in rendered} == {len(pool) - 1}
+
+
+TOPICS = ["apple", "river", "violin", "planet", "garden", "engine", "castle", "forest"]
+
+
+def _about(i: int) -> str:
+    return f"tell me about the {TOPICS[i % 8]} number {i}"
+
+
+@pytest.mark.parametrize("loader", ["flan", "unifiedskg", "reasoning"])
+def test_other_loaders_offer_retrieved_variants(loader) -> None:
+    from optiml.bench.sources import common
+    from optiml.evaluation import plan
+
+    module = catalog.loader(loader)
+    assert "retrieved_5shot" in common.variants(module)
+    assert plan.shot_variant(module, "5shot", 5, "retrieved") == ("retrieved_5shot", "retrieved")
+
+
+def _numbers(prompt: str) -> list[str]:
+    """The row numbers `_about` prompts show, in order, one per line that has one."""
+    return [line.split("number ")[1].split()[0].strip('"?') for line in prompt.splitlines()
+            if "number " in line]  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["test", "supervised"])
+def test_keyword_loaders_retrieve_training_rows_only(role) -> None:
+    """UnifiedSKG (and any keyword loader): the highest-overlap training rows, never the
+    evaluated row nor a held-out one (a supervised task without evaluation rows holds out 10%)."""
+    import dataclasses
+
+    from optiml.bench.sources import common
+
+    rows = {"train": [(_about(i), (f"out{i}",)) for i in range(60)]}
+    if role == "test":
+        rows["validation"] = [("the violin and the violin bow", ("v",))]
+    record = dataclasses.replace(catalog.task("optiml:unifiedskg:dart"), role=role)
+    examples, _, _ = common.keyword_loader(lambda source_id: rows, lambda r: "Say.")
+    shown = examples(record, "test", num_demos=3, demos="retrieved")
+    assert shown == examples(record, "test", num_demos=3, demos="retrieved") and shown
+    held = {str(i) for i in range(60) if levels.heldout_instance("dart", str(i))}
+    assert bool(held) == (role == "supervised") or role == "test"
+    for example in shown:
+        *demos, own = _numbers(example.inputs) or ["-"]
+        if role == "test":  # hand-made: only the violin rows share words with the input
+            assert _numbers(example.inputs) == ["10", "18", "2"]  # BM25 ties: key (str) order
+            continue
+        assert own in held and len(demos) == 3 and not set(demos) & held  # training rows only
+        assert {int(d) % 8 for d in demos} == {int(own) % 8}  # the same topic: highest overlap
+    train = examples(record, "train", num_demos=2, demos="retrieved")
+    for example in train:  # never the evaluated row itself
+        *demos, own = _numbers(example.inputs)
+        assert (
+            len(demos) == 2 and own not in demos and {int(d) % 8 for d in demos} == {int(own) % 8}
+        )
+
+
+@pytest.mark.data  # FLAN's templates.py
+def test_flan_retrieves_the_highest_overlap_training_rows(data_dir, monkeypatch) -> None:
+    from optiml.bench.sources import flan
+
+    record = catalog.task("optiml:flan:rte")
+    convert = flan.DATASETS["rte"][1]
+    train = [convert({"premise": _about(i), "hypothesis": "It is.", "label": i % 2})
+             for i in range(40)]  # fmt: skip
+    test = [convert({"premise": "the castle number 30 stands", "hypothesis": "It is.", "label": 0})]
+    monkeypatch.setattr(flan, "_rows", lambda rec, split: train if split == "train" else test)
+    (example,) = flan.examples(record, "test", num_demos=2, demos="retrieved")
+    assert example == flan.examples(record, "test", num_demos=2, demos="retrieved")[0]
+    assert _numbers(example.inputs) == ["30", "14", "30"]  # the row sharing "30", a castle, itself
+    assert example.inputs != flan.examples(record, "test", num_demos=2)[0].inputs
+    assert example.id.startswith("0|template ")
+    for e in flan.examples(record, "train", num_demos=2, demos="retrieved"):
+        *demos, own = _numbers(e.inputs)  # never the evaluated row itself
+        assert own == e.id and own not in demos and len(demos) == 2
+        assert {int(d) % 8 for d in demos} == {int(own) % 8}
+
+
+def test_reasoning_retrieves_by_question_never_the_same_question(monkeypatch) -> None:
+    from optiml.bench.sources import reasoning
+
+    record = catalog.task("optiml:reasoning:gsm8k")
+    pool = [(_about(i) + "?", str(i), "Because.") for i in range(30)]
+    rows = {"train": pool, "test": [(_about(9) + "?", "9", "Because.")]}
+    monkeypatch.setattr(reasoning, "load_rows", lambda source_id: rows)
+    (example,) = reasoning.examples(record, "test", num_demos=2, demos="retrieved")
+    assert example == reasoning.examples(record, "test", num_demos=2, demos="retrieved")[0]
+    assert _numbers(example.inputs) == ["1", "17", "9"]  # 2 river rows, never its own question

@@ -84,12 +84,13 @@ def evaluate(
     `weight_block` values (`optiml.models.quantize`); the report notes it. Each saved result
     records the checkpoint step, the weights' fingerprint and the settings that shape outputs;
     results saved for other weights are evaluated again (`on_stale="refuse"`: stop instead).
-    `select_templates` k: tasks with several templates (PromptSource) are evaluated with their k
-    lowest-perplexity templates, scored on `selection_inputs` inputs each (`prompt_selection`,
-    Gonen et al. 2022); the ranking goes into the report. `demos`: "random" (the loaders' seeded
-    demonstrations) or "retrieved" (BM25 over the task's training instances, Agrawal et al.
-    2022) for k-shot tasks; the report notes it. `demo_separator`: k-shot prompts in the MetaICL
-    format, demonstrations joined by it (paper §4.8, Table 20: " \n\n"; `plan.with_demo_separator`).
+    `select_templates` k: tasks with several templates (PromptSource, FLAN) are evaluated with
+    their k lowest-perplexity templates, scored on `selection_inputs` inputs each
+    (`prompt_selection`, Gonen et al. 2022); the ranking goes into the report. `demos`:
+    "random" (the loaders' seeded demonstrations) or "retrieved" (BM25 over the task's training
+    instances, Agrawal et al. 2022) for k-shot tasks; the report notes it. `demo_separator`:
+    k-shot prompts in the MetaICL format, demonstrations joined by it (paper §4.8, Table 20:
+    " \n\n"; `plan.with_demo_separator`).
     """
     scoring = rc.Scoring(include_eos, length_normalization)
     weights = quantize.weight_format(weight_bits, weight_kind)

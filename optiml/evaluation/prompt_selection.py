@@ -11,9 +11,11 @@ renders every row) each template is scored on the same `num_inputs` inputs. All 
 are scored in one batched pass of `Inferencer.score_examples`; a prompt longer than the model's
 `max_positions` - 1 tokens is scored on its first ones (an exact prefix log-likelihood).
 
-Which template rendered an example is in its id (`common.template_of`: PromptSource's
-`row|template`). FLAN renders one template per example (its ids do not say which), so only
-PromptSource tasks are selected today; other tasks of a plan are evaluated as they are.
+Which template rendered an example is in its id (`common.template_of`: `row|template`).
+PromptSource renders every template on the evaluation splits; FLAN draws one per row
+(`common.TemplateDraw`), so its prompts are rendered here once per template on every row
+(`among((name,))`), and its evaluation redraws each row's template among the k chosen: every row
+is still evaluated. Other tasks of a plan (their ids name no template) are evaluated as they are.
 
     python -m optiml.evaluation.prompt_selection CKPT --tasks optiml:promptsource:super_glue_cb \
         [--split test] [--num_inputs 32] [--top 3] [--batch_size 8]   # or: optiml prompts ...
@@ -99,15 +101,22 @@ def score_templates(
 
 
 def task_examples(task: str, split: str) -> list[common.Example]:
-    """The 0-shot examples of a registry task (any `#variant` dropped) on `split`."""
+    """The 0-shot examples of a registry task (any `#variant` dropped) on `split`; a task that
+    draws one template per row (FLAN): every row rendered with each of its templates."""
     import seqio
 
     parsed = names.parse_task_name(task)
     base = names.task_name(parsed.benchmark, parsed.task)
-    examples_fn = common.python_examples(seqio.get_mixture_or_task(base).source)
-    if examples_fn is None:
-        raise ValueError(f"{base}: not an optiml loader's task (no Python examples)")
-    return list(examples_fn(split))
+    source = seqio.get_mixture_or_task(base).source
+    draw = common.template_draw(source)
+    sources = [draw.among((name,)) for name in draw.names()] if draw else [source]
+    out = []
+    for each in sources:
+        examples_fn = common.python_examples(each)
+        if examples_fn is None:
+            raise ValueError(f"{base}: not an optiml loader's task (no Python examples)")
+        out += examples_fn(split)
+    return out
 
 
 def rank_task(

@@ -97,7 +97,9 @@ def evaluation_task(
     otherwise the twin gets `metric_setup(metric, answer_type, xlingual, scoring)` and, for
     `rank` tasks, the per-option expansion, and targets without EOS if `scoring.include_eos` is
     False. `max_examples`: only the first N examples of the split; `templates`: only examples
-    whose id names one of these templates (`common.template_of`), before the cap."""
+    whose id names one of these templates (`common.template_of`), before the cap; a source that
+    draws one template per row (FLAN, `common.TemplateDraw`) draws among these instead, so every
+    row stays."""
     task = seqio.get_mixture_or_task(name)
     rank = answer_type == "rank" and not task.metric_objs
     templates = tuple(sorted(templates))
@@ -116,9 +118,10 @@ def evaluation_task(
         expand = [rc.rank_classification_preprocessor] if rank else []
         if rank and not scoring.include_eos:
             features["targets"] = dataclasses.replace(features["targets"], add_eos=False)
+    draw = common.template_draw(task.source) if templates else None
     seqio.TaskRegistry.add(
         twin,
-        source=task.source,
+        source=draw.among(templates) if draw else task.source,
         preprocessors=first + expand + list(task.preprocessors),
         output_features=features,
         postprocess_fn=postprocess_fn,

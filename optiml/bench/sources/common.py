@@ -19,16 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from optiml.bench import catalog, levels
+from optiml.bench.sources import retrieval
 
 SPLITS = ("train", "validation", "test")
 PROMPT_SEED = 0  # seeds every per-example choice in prompts (delimiter, reference) that training,
 # the registry's tasks and the inspection tool render with
 VALIDATION_LIMIT = 250  # paper §4.1: at most 250 examples per task in validation
 _PYTHON_EXAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # source -> examples_fn
+_TEMPLATE_DRAWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # source -> TemplateDraw
 # paper §2.4 (tasks/prompt_formats.json; the paper prints the last one as "\output:", read as
 # "\noutput:"): one is picked per example
 DELIMITERS: tuple[str, ...] = tuple(catalog.prompt_formats()["delimiters"]["values"])
-TEMPLATE_SEPARATOR = "|"  # an evaluation example id `<row id>|<template name>` (PromptSource)
+TEMPLATE_SEPARATOR = "|"  # an evaluation example id `<row id>|<template name>` (PromptSource, FLAN)
 # between demonstrations, and before the example, for instance-level benchmarks (FLAN, UnifiedSKG)
 DEMO_SEPARATOR: str = catalog.prompt_formats()["demo_separator"]["value"]
 
@@ -211,6 +213,31 @@ def python_examples(source: Any) -> Callable[[str], Sequence[Example]] | None:
         return None
 
 
+@dataclass(frozen=True)
+class TemplateDraw:
+    """How a source that draws one template per row (FLAN) renders with fewer templates:
+    `names()` its templates' names; `among(names)` the same source drawing each row's template
+    among `names` only (a single name: every row rendered with that template)."""
+
+    names: Callable[[], tuple[str, ...]]
+    among: Callable[[Sequence[str]], Any]
+
+
+def drawing_templates(source: Any, draw: TemplateDraw) -> Any:
+    """`source`, remembered as drawing its templates as `draw` says (`template_draw`)."""
+    _TEMPLATE_DRAWS[source] = draw
+    return source
+
+
+def template_draw(source: Any) -> TemplateDraw | None:
+    """The `TemplateDraw` of a source that draws one template per row, else None (PromptSource
+    renders every template on evaluation splits: its examples are filtered instead)."""
+    try:
+        return _TEMPLATE_DRAWS.get(source)
+    except TypeError:  # not weak-referenceable: not ours
+        return None
+
+
 # A source row: scalar strings and the reference answers (a list of strings).
 TEXT_FIELDS = {"id": str, "task": str, "inputs": str, "targets": str, "references": [str]}
 
@@ -272,14 +299,22 @@ def keyword_loader(
     outputs (picked per example), all outputs kept as references. With `rank_over_label_set`, a
     `rank` task's options are its label set (every output in its files), its answer the first.
     `num_demos` training rows (never the evaluated one) come first, each answered with its first
-    output (instance-level instructions: demonstrations before the example, paper §2.4)."""
+    output (instance-level instructions: demonstrations before the example, paper §2.4); seeded
+    ones, or with `demos="retrieved"` those whose inputs BM25 ranks first for the example's
+    (`retrieval`)."""
 
     def ask(record: catalog.TaskRecord, text: str, delimiter: str) -> str:
         return delimited(f"{instruction(record)}\n\n{text.strip()}", delimiter)
 
     def examples(
-        record: catalog.TaskRecord, split: str, *, num_demos: int = 0, seed: int = 0
+        record: catalog.TaskRecord,
+        split: str,
+        *,
+        num_demos: int = 0,
+        seed: int = 0,
+        demos: str = retrieval.MODES[0],
     ) -> list[Example]:
+        retrieval.check_mode(demos)
         rows = load_rows(record.source_id)
         label_set = ()
         if rank_over_label_set and record.answer_type == "rank":
@@ -291,6 +326,9 @@ def keyword_loader(
         # the evaluated rows are the pool in training, and where an evaluation task without
         # evaluation rows is tested on its train rows (split_rows)
         same = split == "train" or pool == chosen
+        bm25 = None
+        if num_demos and demos == retrieval.RETRIEVED:
+            bm25 = retrieval.Retriever([x for x, _ in pool], [str(j) for j in range(len(pool))])
         out = []
         for i, (text, outputs) in enumerate(chosen):
             if label_set:
@@ -298,9 +336,12 @@ def keyword_loader(
             else:
                 answer, refs = outputs[pick(seed, len(outputs), "output", record.task, i)], outputs
             delimiter = pick_delimiter(seed, record.task, str(i))
-            others = [d for j, d in enumerate(pool) if not (same and j == i)]  # never the example
-            demos = demonstrations(others, num_demos, seed, record.task, str(i))
-            shown = [f"{ask(record, x, delimiter)} {outs[0].strip()}" for x, outs in demos]
+            if bm25:  # the training rows BM25 ranks first, never the example itself
+                shown = [pool[j] for j in bm25.top(text, num_demos, str(i) if same else None)]
+            else:
+                others = [d for j, d in enumerate(pool) if not (same and j == i)]  # not this one
+                shown = demonstrations(others, num_demos, seed, record.task, str(i))
+            shown = [f"{ask(record, x, delimiter)} {outs[0].strip()}" for x, outs in shown]
             shown.append(ask(record, text, delimiter))
             out.append(
                 make_example(
@@ -326,7 +367,8 @@ def keyword_shots(load_rows: Callable[[str], Rows]) -> Callable[..., int]:
     """The loader protocol's `reachable_shots(record, split, k)` of a keyword-style source: its
     demonstrations are the task's training rows (less the evaluated one on `train`)."""
 
-    def reachable_shots(record: catalog.TaskRecord, split: str, k: int) -> int:
+    def reachable_shots(record: catalog.TaskRecord, split: str, k: int, demos: str = "") -> int:
+        del demos  # retrieved or seeded: the same pool
         train = split_rows(record, "train", load_rows(record.source_id))
         return min(k, len(train) - (split == "train"))
 

@@ -15,17 +15,23 @@ puts 5 of the task's training examples before the example, each rendered with th
 template and delimiter and followed by its answer, separated by blank lines (paper §2.4).
 Splits: `train` capped at FLAN's 30k (benchmarks.tsv), `validation` (250) and `test` from TFDS
 `validation`. The templates file: `templates="v1"` (default; "v2" for Flan 2022, or a path).
+
+Evaluation example ids name their template, `<row>|template <j>` (j: its place in FLAN's list),
+so template selection (`optiml.evaluation.prompt_selection`) can rank them; the source redraws
+each row's template among the chosen ones (`common.TemplateDraw`). `#retrieved_5shot` shows the
+5 training rows whose prompts BM25 ranks first for the example's (`retrieval`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from optiml.bench import catalog
-from optiml.bench.sources import common, flan_templates, tfds_util
+from optiml.bench.sources import common, flan_templates, retrieval, tfds_util
 
 VARIANTS = {"5shot": 5}
+FORMAT_VARIANTS = retrieval.FORMAT_VARIANT  # `#retrieved_5shot`: BM25-retrieved demonstrations
 TEMPLATES = "v1"  # FLAN 2021's templates.py in $OPTIML_DATA_DIR/flan/templates/
 
 
@@ -187,22 +193,36 @@ def _spec(record: catalog.TaskRecord) -> tuple[str, Callable[[dict], dict], str]
     return DATASETS[record.task]
 
 
-def templates(
+def named_templates(
     record: catalog.TaskRecord,
     version: str = TEMPLATES,
     *,
     inversions: bool = False,
     options_shown: bool = True,
-) -> list[tuple[str, str]]:
-    """The task's FLAN templates from the templates file `version`: those of the original task
+) -> list[tuple[str, flan_templates.Template]]:
+    """The task's FLAN templates from the templates file `version`, each named by its place in
+    FLAN's list for the dataset ("template 0", ..., "template 9"): those of the original task
     (paper A.1), or every one with `inversions` (Flan 2022 trains on its input inversions too);
     without the options slot unless `options_shown` (`flan_templates.without_options`)."""
     _, _, key = _spec(record)
     patterns = flan_templates.read_patterns(flan_templates.templates_file(version))
     if key not in patterns:
         raise common.SourceDataError(f"FLAN {record.task}: no {key!r} templates in {version}")
-    chosen = patterns[key] if inversions else flan_templates.original_templates(patterns[key])
-    return chosen if options_shown else [flan_templates.without_options(t) for t in chosen]
+    kept = patterns[key] if inversions else flan_templates.original_templates(patterns[key])
+    show = (lambda t: t) if options_shown else flan_templates.without_options
+    return [(f"template {j}", show(t)) for j, t in enumerate(patterns[key]) if t in kept]
+
+
+def templates(
+    record: catalog.TaskRecord,
+    version: str = TEMPLATES,
+    *,
+    inversions: bool = False,
+    options_shown: bool = True,
+) -> list[flan_templates.Template]:
+    """`named_templates` without their names."""
+    named = named_templates(record, version, inversions=inversions, options_shown=options_shown)
+    return [t for _, t in named]
 
 
 def _cap() -> int:
@@ -228,33 +248,55 @@ def examples(
     templates_version: str = TEMPLATES,
     inversions: bool = False,
     options_shown: bool = True,
+    demos: str = retrieval.MODES[0],
+    only_templates: Sequence[str] = (),
 ) -> list[common.Example]:
     """Rendered examples of one split (loader protocol; module docstring); `inversions` and
-    `options_shown` choose the templates (`templates`: Flan 2022's prompt styles)."""
-    chosen = templates(
+    `options_shown` choose the templates (`templates`: Flan 2022's prompt styles);
+    `only_templates` (names) draws each row's template among those only (template selection);
+    `demos="retrieved"`: demonstrations are the training rows whose prompts (under the
+    example's template) BM25 ranks first for the example's prompt (`retrieval`)."""
+    retrieval.check_mode(demos)
+    chosen = named_templates(
         record, templates_version, inversions=inversions, options_shown=options_shown
     )
+    if only_templates:
+        unknown = sorted(set(only_templates) - {name for name, _ in chosen})
+        if unknown:
+            raise ValueError(f"FLAN {record.task}: no template named {unknown}")
+        chosen = [(name, t) for name, t in chosen if name in only_templates]
     answers = {t for _, t in templates(record, templates_version)}  # the task's own targets
     rows = _rows(record, split)
     pool = (_rows(record, "train") if split != "train" else rows) if num_demos else []
     # the evaluated rows are the pool in training, and where an evaluation task without
     # evaluation rows is tested on its train rows (common.split_rows)
     same = split == "train" or pool == rows
+    retrievers: dict[str, retrieval.Retriever] = {}  # template name -> BM25 over its pool prompts
     out = []
     for i, fields in enumerate(rows):
-        prompt_t, target_t = chosen[common.pick(seed, len(chosen), "template", record.task, i)]
+        name, (prompt_t, target_t) = chosen[
+            common.pick(seed, len(chosen), "template", record.task, i)
+        ]
         delimiter = common.pick_delimiter(seed, record.task, str(i))
-        others = [d for j, d in enumerate(pool) if not (same and j == i)]  # never the example
-        demos = common.demonstrations(others, num_demos, seed, record.task, str(i))
+        prompt = _fill(prompt_t, fields)
+        if num_demos and demos == retrieval.RETRIEVED:  # never the example itself
+            if name not in retrievers:
+                keys = [str(j) for j in range(len(pool))]
+                retrievers[name] = retrieval.Retriever([_fill(prompt_t, d) for d in pool], keys)
+            top = retrievers[name].top(prompt, num_demos, str(i) if same else None)
+            shown = [pool[j] for j in top]
+        else:
+            others = [d for j, d in enumerate(pool) if not (same and j == i)]  # not the example
+            shown = common.demonstrations(others, num_demos, seed, record.task, str(i))
         shown = [
-            f"{common.delimited(_fill(prompt_t, d), delimiter)} {_fill(target_t, d)}" for d in demos
-        ] + [common.delimited(_fill(prompt_t, fields), delimiter)]
+            f"{common.delimited(_fill(prompt_t, d), delimiter)} {_fill(target_t, d)}" for d in shown
+        ] + [common.delimited(prompt, delimiter)]
         options = fields.get("options") if record.answer_type == "rank" else None
         options = options if target_t in answers else None  # an inversion answers otherwise
         out.append(
             common.make_example(
                 record.task,
-                str(i),
+                str(i) if split == "train" else f"{i}{common.TEMPLATE_SEPARATOR}{name}",
                 common.DEMO_SEPARATOR.join(shown),
                 _fill(target_t, fields),
                 seed=seed,
@@ -265,8 +307,10 @@ def examples(
     return out
 
 
-def reachable_shots(record: catalog.TaskRecord, split: str, k: int) -> int:
-    """Demonstrations a k-shot prompt gets (loader protocol): the task's training examples."""
+def reachable_shots(record: catalog.TaskRecord, split: str, k: int, demos: str = "") -> int:
+    """Demonstrations a k-shot prompt gets (loader protocol): the task's training examples
+    (retrieved or seeded)."""
+    del demos
     return min(k, count_examples(record, "train") - (split == "train"))
 
 
@@ -277,4 +321,22 @@ def count_examples(record: catalog.TaskRecord, split: str) -> int:
     return tfds_util.count(f"FLAN {record.task}", tfds_name, split, _cap())
 
 
-make_source = common.lazy_source(examples)
+_source = common.lazy_source(examples)
+
+
+def make_source(record: catalog.TaskRecord, *, num_demos: int = 0, seed: int = 0, **options):
+    """A lazy seqio source (loader protocol) that can redraw its templates among some of them
+    (`common.TemplateDraw`: template selection keeps every row, rendered with a chosen one)."""
+
+    def names() -> tuple[str, ...]:
+        keep = {k: v for k, v in options.items() if k in ("inversions", "options_shown")}
+        version = options.get("templates_version", TEMPLATES)
+        return tuple(name for name, _ in named_templates(record, version, **keep))
+
+    def among(chosen: Sequence[str]):
+        return make_source(
+            record, num_demos=num_demos, seed=seed, **{**options, "only_templates": tuple(chosen)}
+        )
+
+    source = _source(record, num_demos=num_demos, seed=seed, **options)
+    return common.drawing_templates(source, common.TemplateDraw(names, among))

@@ -25,11 +25,19 @@ from pathlib import Path
 
 from optiml import paths
 from optiml.bench import catalog
-from optiml.bench.sources import bbh, common
+from optiml.bench.sources import bbh, common, retrieval
 
-__all__ = ["extract_answer", "examples", "count_examples", "make_source", "VARIANTS"]
+__all__ = [
+    "extract_answer",
+    "examples",
+    "count_examples",
+    "make_source",
+    "VARIANTS",
+    "FORMAT_VARIANTS",
+]
 
 VARIANTS = {"5shot": 5}
+FORMAT_VARIANTS = retrieval.FORMAT_VARIANT  # `#retrieved_5shot`: BM25-retrieved demonstrations
 # task -> its Flan CoT file stem (None: reasoning/<task>_train.tsv)
 DATASETS = {
     "aqua_rat": "aqua", "coqa": None, "cos_e": None, "creak": "creak", "ecqa": "ecqa",
@@ -143,26 +151,42 @@ def render_prompt(
 
 
 def examples(
-    record: catalog.TaskRecord, split: str, *, num_demos: int = 0, seed: int = 0
+    record: catalog.TaskRecord,
+    split: str,
+    *,
+    num_demos: int = 0,
+    seed: int = 0,
+    demos: str = retrieval.MODES[0],
 ) -> list[common.Example]:
-    """Rendered examples of one split (loader protocol); demos come from the training rows."""
+    """Rendered examples of one split (loader protocol); demonstrations come from the training
+    rows: seeded ones, or with `demos="retrieved"` those whose questions BM25 ranks first for the
+    example's (`retrieval`); never the example's own question."""
+    retrieval.check_mode(demos)
     source = load_rows(record.source_id)
     rows = common.split_rows(record, split, source)
     pool = common.split_rows(record, "train", source) if num_demos else []
+    bm25 = None
+    if num_demos and demos == retrieval.RETRIEVED:
+        bm25 = retrieval.Retriever([q for q, _, _ in pool], [str(j) for j in range(len(pool))])
     out = []
     for i, (question, answer, rationale) in enumerate(rows):
-        others = [d for d in pool if d[0] != question]
-        demos = common.demonstrations(others, num_demos, seed, record.task, i)
+        if bm25:  # `top` leaves out a pool row whose question is this one
+            shown = [pool[j] for j in bm25.top(question, num_demos)]
+        else:
+            others = [d for d in pool if d[0] != question]
+            shown = common.demonstrations(others, num_demos, seed, record.task, i)
         delimiter = common.pick_delimiter(seed, record.task, str(i))
-        prompt = render_prompt(record.source_id, question, delimiter, demos)
+        prompt = render_prompt(record.source_id, question, delimiter, shown)
         target = render_target(answer, rationale)
         head = instruction(record.source_id) + "\n"  # demonstrations follow it (Example)
         out.append(common.Example(str(i), prompt, target, (target.strip(),), (), -1, head))
     return out
 
 
-def reachable_shots(record: catalog.TaskRecord, split: str, k: int) -> int:
-    """Demonstrations a k-shot prompt gets (loader protocol): the task's training rows."""
+def reachable_shots(record: catalog.TaskRecord, split: str, k: int, demos: str = "") -> int:
+    """Demonstrations a k-shot prompt gets (loader protocol): the task's training rows (retrieved
+    or seeded)."""
+    del demos
     pool = common.split_rows(record, "train", load_rows(record.source_id))
     return min(k, len(pool) - (split == "train"))
 

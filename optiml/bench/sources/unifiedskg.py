@@ -10,7 +10,8 @@ UnifiedSKG's own linearisation, `"<text_in> ; structured knowledge: <struct_in>"
     targets " select count(*) from singer"
 
 UnifiedSKG's `dev` split is our evaluation pool (its `test` is used when there is no dev file).
-`#5shot` (paper Table 13 reports 0/5-shot) puts 5 training examples before the example.
+`#5shot` (paper Table 13 reports 0/5-shot) puts 5 training examples before the example;
+`#retrieved_5shot` the 5 whose inputs BM25 ranks first for the example's (`retrieval`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import json
 from pathlib import Path
 
 from optiml import paths
-from optiml.bench.sources import common
+from optiml.bench.sources import common, retrieval
 
 VARIANTS = {"5shot": 5}  # paper Table 13: 0/5-shot
+FORMAT_VARIANTS = retrieval.FORMAT_VARIANT  # `#retrieved_5shot`: BM25-retrieved demonstrations
 INSTRUCTIONS = {
     "compwebq": "Answer the complex question using the knowledge base.",
     "cosql": "Translate the user's request in the conversation into SQL for the database.",
