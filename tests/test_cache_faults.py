@@ -46,6 +46,7 @@ def _garble(path: Path, values: np.ndarray) -> None:
     "damage, file, problem",
     [
         ("truncated", "tokens.npy", "unreadable (mmap length is greater than file size)"),
+        ("emptied", "offsets.npy", "unreadable (No data left in file)"),
         ("ids above the vocabulary", "tokens.npy", "checksum differs from info.json's"),
         ("ids inside the vocabulary", "tokens.npy", "checksum differs from info.json's"),
         ("offsets garbled", "offsets.npy", "checksum differs from info.json's"),
@@ -59,6 +60,8 @@ def test_a_damaged_task_is_named_with_its_file_before_the_first_batch(
     if damage == "truncated":
         data = (folder / file).read_bytes()
         (folder / file).write_bytes(data[: len(data) - 7])
+    elif damage == "emptied":  # e.g. a disk that filled up: np.load raises EOFError
+        (folder / file).write_bytes(b"")
     elif damage == "ids above the vocabulary":
         _garble(folder / file, np.full(1000, 60000))
     elif damage == "ids inside the vocabulary":

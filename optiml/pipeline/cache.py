@@ -93,6 +93,15 @@ def task_dir(cache_dir: str | Path, split: str, name: str) -> Path:
     return split_dir(cache_dir, split) / name
 
 
+def stored_seed(cache_dir: str | Path, split: str, name: str) -> int | None:
+    """The seed a prepared task's info.json records, unverified (`CachedTask` verifies), or None
+    if there is none or it cannot be read."""
+    try:
+        return json.loads((task_dir(cache_dir, split, name) / "info.json").read_text())["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def write_task(
     cache_dir: str | Path,
     split: str,
@@ -278,7 +287,7 @@ class CachedTask:
         for file in ARRAYS:
             try:
                 arrays[file] = np.load(folder / file, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:  # missing, truncated (mmap length), bad header
+            except (OSError, ValueError, EOFError) as e:  # missing, truncated, empty, bad header
                 raise DamagedTask(folder, file, f"unreadable ({e})") from None
         self.tokens, self.offsets, self.prompt_lengths = (arrays[f] for f in ARRAYS)
         n = info.num_examples
