@@ -146,3 +146,61 @@ def test_over_a_hundred_tasks_from_every_python_rendered_source(all_data, tmp_pa
     for split, tasks in by_split.items():
         report = _prepare_both_ways(tasks, split, tmp_path)
         assert report.num_examples > 10 * len(tasks)
+
+
+def test_ahead_yields_in_order_and_raises_where_fn_raised() -> None:
+    calls = []
+
+    def fn(x: int) -> int:
+        calls.append(x)
+        if x == 3:
+            raise KeyError(f"item {x}")
+        return x * 10
+
+    got = []
+    for item, result in direct.ahead(fn, list(range(6)), depth=2):
+        if item == 3:
+            with pytest.raises(KeyError, match="item 3"):
+                result()
+        else:
+            got.append(result())
+    assert got == [0, 10, 20, 40, 50] and sorted(calls) == list(range(6))
+
+    calls.clear()
+    for item, result in direct.ahead(fn, list(range(100)), depth=2):
+        if item == 1:
+            break  # the consumer stops: what was not started yet is cancelled
+    assert max(calls) <= 3
+
+
+@pytest.mark.data
+def test_rendering_ahead_skips_cached_tasks_and_a_damaged_one_is_redone(
+    data_dir, tmp_path, monkeypatch
+):
+    import optiml.registry  # noqa: F401
+
+    tasks = [
+        "optiml:niv2:task1557_jfleg_answer_generation",
+        "optiml:niv2:task020_mctaco_span_based_question",
+        "optiml:reasoning:creak",
+    ]
+    rendered = []
+    render = direct.render
+    monkeypatch.setattr(direct, "render", lambda t, s: rendered.append(t.name) or render(t, s))
+    first = prepare.prepare(tasks, tmp_path / "ahead")
+    assert sorted(first.direct) == sorted(tasks) and sorted(rendered) == sorted(tasks)
+    one_by_one = tmp_path / "one_by_one"  # prepare_one alone renders each task itself
+    for name in tasks:
+        assert prepare.prepare_one(
+            name, one_by_one, split="train", seed=0, overwrite=False, path="direct"
+        )[0] == "direct"
+    cache.write_manifest(one_by_one, "train")
+    _identical_caches(tmp_path / "ahead", one_by_one, "train", tasks)
+
+    rendered.clear()
+    assert sorted(prepare.prepare(tasks, tmp_path / "ahead").skipped) == sorted(tasks)
+    assert rendered == []  # a rerun renders nothing
+    (cache.task_dir(tmp_path / "ahead", "train", tasks[1]) / "tokens.npy").write_bytes(b"")
+    again = prepare.prepare(tasks, tmp_path / "ahead")
+    assert again.prepared == [tasks[1]] and rendered == [tasks[1]]
+    _identical_caches(tmp_path / "ahead", one_by_one, "train", tasks)

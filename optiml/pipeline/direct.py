@@ -15,10 +15,13 @@ definition: `verify` (`python -m optiml.pipeline.prepare --verify ...`) compares
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import seqio
@@ -34,6 +37,8 @@ DIRECT_PREPROCESSORS = (
 )  # without a sequence length both append EOS to the features with add_eos
 
 Pair = tuple[Sequence[int], Sequence[int]]  # (prompt ids, target ids + EOS)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def renderer(task: seqio.Task) -> Callable[[str], Sequence[common.Example]] | None:
@@ -92,10 +97,14 @@ def shared_cuts(prompts: Sequence[str]) -> list[int]:
             for i in group:
                 cuts[i] = k
 
+    head = None  # the group's first MIN_SHARED characters (sharing them = sharing >= MIN_SHARED)
     for i in sorted(range(len(prompts)), key=prompts.__getitem__):
-        if group and len(os.path.commonprefix([prompts[group[0]], prompts[i]])) < MIN_SHARED:
+        start = prompts[i][:MIN_SHARED]
+        if group and (start != head or len(start) < MIN_SHARED):
             close()
             group = []
+        if not group:
+            head = start
         group.append(i)
     close()
     return cuts
@@ -126,12 +135,40 @@ def tokenize(task: seqio.Task, examples: Sequence[common.Example]) -> list[Pair]
     return [(p, t + eos) for p, t in zip(prompts, targets, strict=True)]
 
 
-def task_examples(task: seqio.Task, split: str) -> list[Pair] | None:
-    """The task's examples of `split` by the direct path, or None if it does not apply."""
+def task_examples(
+    task: seqio.Task, split: str, rendered: Sequence[common.Example] | None = None
+) -> list[Pair] | None:
+    """The task's examples of `split` by the direct path, or None if it does not apply;
+    `rendered`: its examples already rendered (`render`), else they are rendered here."""
     examples_fn = renderer(task)
     if examples_fn is None:
         return None
-    return tokenize(task, list(examples_fn(split)))
+    return tokenize(task, rendered if rendered is not None else render(task, split))
+
+
+def render(task: seqio.Task, split: str) -> list[common.Example] | None:
+    """The task's examples of `split` as its Python renderer gives them (pure Python: the part
+    of the direct path that holds the GIL), or None if the direct path does not apply."""
+    examples_fn = renderer(task)
+    return None if examples_fn is None else list(examples_fn(split))
+
+
+def ahead(
+    fn: Callable[[T], R], items: Sequence[T], depth: int = 2
+) -> Iterator[tuple[T, Callable[[], R]]]:
+    """(item, result) for each item in order; `result()` returns `fn(item)` (or raises what it
+    raised), computed up to `depth` items ahead in one background thread. `prepare` renders the
+    next tasks (Python, holding the GIL) while `tokenizers` encodes the current one (Rust,
+    without it), so the two overlap on a 2-core machine instead of taking turns."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="optiml-render")
+    pending = collections.deque(pool.submit(fn, item) for item in items[:depth])
+    try:
+        for i, item in enumerate(items):
+            if i + depth < len(items):
+                pending.append(pool.submit(fn, items[i + depth]))
+            yield item, pending.popleft().result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a consumer that stops early
 
 
 def compare(direct: Sequence[Pair], reference: Sequence[Pair]) -> str | None:

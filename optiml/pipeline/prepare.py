@@ -34,9 +34,10 @@ import importlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import seqio
@@ -44,6 +45,9 @@ from tqdm import tqdm
 
 from optiml.pipeline import cache, direct
 from optiml.validation import number
+
+if TYPE_CHECKING:
+    from optiml.pipeline.verification import Verification
 
 log = logging.getLogger(__name__)
 
@@ -107,25 +111,34 @@ def registered_task(name: str) -> seqio.Task:
     return task
 
 
-def examples_of(task: seqio.Task, split: str, seed: int, path: str = "direct"):
-    """(examples as (prompt ids, target ids) pairs, the path that made them)."""
+def examples_of(
+    task: seqio.Task, split: str, seed: int, path: str = "direct", rendered: list | None = None
+):
+    """(examples as (prompt ids, target ids) pairs, the path that made them); `rendered`: the
+    direct path's rendering of the task, when `render_ahead` made it already."""
     if split not in task.splits:
         raise ValueError(f"task {task.name} has no split {split!r} (it has {list(task.splits)})")
     if path not in PATHS:
         raise ValueError(f"path {path!r} is not one of {PATHS}")
-    pairs = direct.task_examples(task, split) if path == "direct" else None
+    pairs = direct.task_examples(task, split, rendered) if path == "direct" else None
     if pairs is not None:
         return pairs, "direct"
     return list(task_examples(task, split, seed)), "seqio"
 
 
 def prepare_task(
-    name: str, cache_dir: str | Path, *, split: str, seed: int, path: str = "direct"
+    name: str,
+    cache_dir: str | Path,
+    *,
+    split: str,
+    seed: int,
+    path: str = "direct",
+    rendered: list | None = None,
 ) -> tuple[cache.TaskInfo, str]:
     """Tokenize one registered task and write it into the cache; returns (info, path used)."""
     task = registered_task(name)
     vocab_size = task.output_features["targets"].vocabulary.vocab_size
-    examples, used = examples_of(task, split, seed, path)
+    examples, used = examples_of(task, split, seed, path, rendered)
     if not examples:
         raise ValueError(f"task {name} has no examples in split {split!r}")
     info = cache.write_task(cache_dir, split, name, examples, seed=seed, vocab_size=vocab_size)
@@ -133,10 +146,18 @@ def prepare_task(
 
 
 def prepare_one(
-    name: str, cache_dir: str | Path, *, split: str, seed: int, overwrite: bool, path: str
+    name: str,
+    cache_dir: str | Path,
+    *,
+    split: str,
+    seed: int,
+    overwrite: bool,
+    path: str,
+    rendered: Callable[[], list | None] | None = None,
 ) -> tuple[str, int, str]:
     """Prepare one task unless the cache has it: (status, examples, error), status one of
-    `direct`/`seqio` (the path that prepared it), `skipped`, `failed` (recorded in the cache)."""
+    `direct`/`seqio` (the path that prepared it), `skipped`, `failed` (recorded in the cache).
+    `rendered`: gives the `render_ahead` result (raising what rendering raised)."""
     try:
         info = cache.CachedTask(cache_dir, split, name).info  # verified
     except FileNotFoundError:
@@ -147,7 +168,10 @@ def prepare_one(
     if info is not None and info.seed == seed and not overwrite:
         return "skipped", info.num_examples, ""
     try:
-        info, used = prepare_task(name, cache_dir, split=split, seed=seed, path=path)
+        examples = rendered() if rendered is not None else None
+        info, used = prepare_task(
+            name, cache_dir, split=split, seed=seed, path=path, rendered=examples
+        )
     except Exception as e:  # one bad task must not stop the others
         message = f"{type(e).__name__}: {e}"
         log.warning("prepare: task %s skipped: %s", name, message)
@@ -183,11 +207,11 @@ def prepare(
         len(mine),
         len(set(names)),
     )
-    bar = tqdm(mine, desc=f"prepare {split}", unit="task", file=sys.stdout)
-    for i, name in enumerate(bar):
-        status, n, error = prepare_one(
-            name, cache_dir, split=split, seed=seed, overwrite=overwrite, path=path
-        )
+    options = dict(split=split, seed=seed, overwrite=overwrite, path=path)
+    ahead = direct.ahead(lambda name: render_ahead(name, cache_dir, **options), mine)
+    bar = tqdm(ahead, total=len(mine), desc=f"prepare {split}", unit="task", file=sys.stdout)
+    for i, (name, rendered) in enumerate(bar):
+        status, n, error = prepare_one(name, cache_dir, rendered=rendered, **options)
         if status == "skipped":
             report.skipped.append(name)
             continue
@@ -220,6 +244,19 @@ def prepare(
     return report
 
 
+def render_ahead(
+    name: str, cache_dir: str | Path, *, split: str, seed: int, overwrite: bool, path: str
+) -> list | None:
+    """The direct path's rendering of a task that `prepare_one` will prepare, made one task ahead
+    in a thread (`direct.ahead`) while `tokenizers` encodes the previous one outside the GIL.
+    None (prepare_one then does it all) for the seqio path, an unknown split, or a task the
+    cache seems to hold already (`prepare_one` verifies it and renders itself if it must)."""
+    if path != "direct" or (not overwrite and cache.stored_seed(cache_dir, split, name) == seed):
+        return None
+    task = registered_task(name)
+    return direct.render(task, split) if split in task.splits else None
+
+
 def record_absent(
     report: Report, absent: dict[str, str], cache_dir: str | Path, split: str, names: Sequence[str]
 ) -> None:
@@ -227,68 +264,6 @@ def record_absent(
     for name in names:
         cache.write_error(cache_dir, split, name, absent[name])
         report.failed[name] = absent[name]
-
-
-@dataclass
-class Verification:
-    """What `verify` found, by task name."""
-
-    same: list[str] = field(default_factory=list)  # identical tokens and order
-    differ: dict[str, str] = field(default_factory=dict)  # name -> first difference
-    seqio_only: list[str] = field(default_factory=list)  # no direct path: nothing to compare
-    unavailable: dict[str, str] = field(default_factory=dict)  # both paths failed alike
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.differ else 0
-
-
-def verify_task(name: str, *, split: str, seed: int) -> tuple[str, str]:
-    """("same" | "differ" | "seqio_only" | "unavailable", detail) for one task."""
-    task = registered_task(name)
-    outcomes = []
-    for path in PATHS:
-        try:
-            outcomes.append(examples_of(task, split, seed, path))
-        except Exception as e:  # noqa: BLE001 - a failure is an outcome to compare
-            outcomes.append((None, f"{type(e).__name__}: {e}"))
-    (fast, fast_path), (slow, slow_error) = outcomes
-    if fast is not None and fast_path == "seqio":
-        return "seqio_only", ""
-    if fast is None and slow is None:
-        return "unavailable", slow_error
-    if fast is None or slow is None:
-        return "differ", f"only one path failed: direct {fast_path!r}, seqio {slow_error!r}"
-    problem = direct.compare(fast, slow)
-    return ("differ", problem) if problem else ("same", "")
-
-
-def verify(
-    names: Sequence[str], *, split: str = "train", seed: int = 0, shard_index: int = 0,
-    num_shards: int = 1,
-) -> Verification:  # fmt: skip
-    """Prepare this shard's tasks both ways (nothing written) and compare them task by task."""
-    result = Verification()
-    mine = shard(names, shard_index, num_shards)
-    for i, name in enumerate(mine):
-        outcome, detail = verify_task(name, split=split, seed=seed)
-        if outcome == "same":
-            result.same.append(name)
-        elif outcome == "seqio_only":
-            result.seqio_only.append(name)
-        else:
-            getattr(result, outcome)[name] = detail
-            if outcome == "differ":
-                log.error("verify: task %s differs: %s", name, detail)
-        if (i + 1) % 100 == 0:
-            log.info("verify: %d/%d tasks, %d differ", i + 1, len(mine), len(result.differ))
-    log.info(
-        "verify: %d tasks identical, %d differ%s, %d seqio only, %d unavailable",
-        len(result.same), len(result.differ),
-        (": " + ", ".join(sorted(result.differ))) if result.differ else "",
-        len(result.seqio_only), len(result.unavailable),
-    )  # fmt: skip
-    return result
 
 
 def main(argv: Sequence[str] | None = None) -> Report | Verification:
@@ -350,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
         parser.error(f"--tasks: no registered task named {', '.join(unknown)}")
     absent = absent_tasks(args.mixture) if args.mixture else {}
     if args.verify:
-        return verify(
+        from optiml.pipeline import verification
+
+        return verification.verify(
             names, split=args.split, seed=args.seed, shard_index=args.shard_index,
             num_shards=args.num_shards,
         )  # fmt: skip
