@@ -24,6 +24,18 @@ def test_top_follows_bm25_then_the_key() -> None:
     assert retrieval.Retriever([], []).top("x", 3) == []
 
 
+def test_scores_are_rank_bm25s_bit_for_bit() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    vocab = [f"w{j}" for j in range(40)]
+    texts = [" ".join(rng.choice(vocab, rng.integers(1, 30))) for _ in range(300)] + ["", "w1"]
+    bm25 = retrieval.Retriever(texts, [str(i) for i in range(len(texts))])
+    library = BM25Okapi([retrieval.words(t) for t in texts])
+    for query in ["w1", "w3 w3 w7 nothing", "W0, w39! w12 w5 w5 w5", "absent", texts[7]]:
+        assert np.array_equal(bm25.scores(query), library.get_scores(retrieval.words(query)))
+
+
 def test_an_unknown_mode_is_named() -> None:
     with pytest.raises(ValueError, match="demos='bm25'"):
         retrieval.check_mode("bm25")

@@ -53,19 +53,47 @@ class Retriever:
         self.texts = [t.strip() for t in texts]
         self.keys = [str(k) for k in keys]
         tokens = [words(t) for t in self.texts]
-        self._bm25 = BM25Okapi(tokens) if any(tokens) else None  # (no words: all tie at 0)
+        self._postings = _postings(BM25Okapi(tokens)) if any(tokens) else {}  # no words: all 0
+        self._key_rank = np.argsort(np.argsort(np.array(self.keys), kind="stable"), kind="stable")
 
     def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every pool text for `query` [pool size]."""
-        if self._bm25 is None:
-            return np.zeros(len(self.texts))
-        return np.asarray(self._bm25.get_scores(words(query)), np.float64)
+        """BM25 score of every pool text for `query` [pool size]: `BM25Okapi.get_scores`, bit
+        for bit (the same terms added in the same order), from each word's postings; the
+        library's own loop reads every pool text for every query word (GSM8K's 7.5k-question
+        pool: 0.14 s a query)."""
+        score = np.zeros(len(self.texts))
+        for word in words(query):
+            if word in self._postings:
+                docs, weights = self._postings[word]
+                score[docs] += weights
+        return score
 
     def top(self, query: str, k: int, exclude: str | None = None) -> list[int]:
         """Pool positions of the `k` best texts for `query` (score, then key), leaving out the
         key `exclude` and any text equal to the query."""
         if k <= 0 or not self.texts:
             return []
-        scores, query = self.scores(query), query.strip()
-        order = sorted(range(len(self.texts)), key=lambda i: (-scores[i], self.keys[i]))
-        return [i for i in order if self.keys[i] != exclude and self.texts[i] != query][:k]
+        query, out = query.strip(), []
+        for i in np.lexsort((self._key_rank, -self.scores(query))).tolist():  # score, then key
+            if self.keys[i] != exclude and self.texts[i] != query:
+                out.append(i)
+                if len(out) == k:
+                    break
+        return out
+
+
+def _postings(bm25: BM25Okapi) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{word: (the pool positions that hold it, its term of `get_scores` in each)}: rank_bm25's
+    `idf * tf (k1 + 1) / (tf + k1 (1 - b + b len / avglen))`, computed as the library does."""
+    docs: dict[str, list[int]] = {}
+    for i, freqs in enumerate(bm25.doc_freqs):
+        for word in freqs:
+            docs.setdefault(word, []).append(i)
+    doc_len = np.array(bm25.doc_len)
+    out = {}
+    for word, positions in docs.items():
+        at = np.array(positions)
+        tf = np.array([bm25.doc_freqs[i][word] for i in positions])
+        norm = bm25.k1 * (1 - bm25.b + bm25.b * doc_len[at] / bm25.avgdl)
+        out[word] = (at, (bm25.idf.get(word) or 0) * (tf * (bm25.k1 + 1) / (tf + norm)))
+    return out
