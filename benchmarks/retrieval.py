@@ -2,7 +2,8 @@
 terms) vs what a user would write with rank_bm25 alone (`BM25Okapi.get_scores`, then a sort by
 score and key), on GSM8K's training questions (the CoT loader's pool) queried with its test
 questions, top 5. Both pick the same demonstrations (checked on every query); the index build is
-a one-off cost, printed on its own line.
+a one-off cost, printed on its own line. Also prints how many words the demonstrations share with
+the question, retrieved vs the loader's seeded ones.
 
     python benchmarks/retrieval.py [--queries 100] [--repeats 3]
 """
@@ -21,6 +22,27 @@ from rank_bm25 import BM25Okapi  # noqa: E402
 
 from optiml.bench import catalog  # noqa: E402
 from optiml.bench.sources import common, reasoning, retrieval  # noqa: E402
+
+
+def overlap(ours: retrieval.Retriever, texts: list[str], queries: list[str]) -> dict[str, float]:
+    """Mean word Jaccard of each question with its 5 demonstrations: the CoT loader's seeded
+    ones (`common.demonstrations`, seed 0) and the retrieved ones."""
+
+    def jaccard(a: str, b: str) -> float:
+        x, y = set(retrieval.words(a)), set(retrieval.words(b))
+        return len(x & y) / len(x | y)
+
+    out = {}
+    for mode in retrieval.MODES:
+        values = []
+        for i, q in enumerate(queries):
+            if mode == retrieval.RETRIEVED:
+                shown = [texts[j] for j in ours.top(q, 5)]
+            else:
+                shown = common.demonstrations([t for t in texts if t != q], 5, 0, "gsm8k", i)
+            values += [jaccard(q, d) for d in shown]
+        out[mode] = sum(values) / len(values)
+    return out
 
 
 def main() -> None:
@@ -54,6 +76,10 @@ def main() -> None:
 
     same = sum(ours.top(q, 5) == by_library(q) for q in queries)
     print(f"same top 5 on {same}/{len(queries)} queries")
+    everyone = [q.strip() for q, _, _ in common.split_rows(record, "test", rows)]
+    for mode, jaccard in overlap(ours, texts, everyone).items():
+        print(f"{mode} demonstrations: mean word Jaccard with the question {jaccard:.3f} "
+              f"(all {len(everyone)} test questions, 5 each)")  # fmt: skip
     runs = timing.interleaved(
         {
             "optiml Retriever.top": lambda: [ours.top(q, 5) for q in queries],
