@@ -70,7 +70,7 @@ def _score(params, config: OPTConfig, batch: dict) -> tuple[jax.Array, jax.Array
 
 def init_cache(config: OPTConfig, batch_size: int, max_length: int) -> dict:
     """Zero KV cache for `max_length` slots: per layer cached_key/cached_value
-    [B, S, heads, head_dim] (with a leading layers axis when scanned) and cache_index."""
+    [B, heads, S, head_dim] (with a leading layers axis when scanned) and cache_index."""
     model = OPTDecoder(config)
     tokens = jnp.ones((batch_size, max_length), jnp.int32)
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, decode=True))["cache"]

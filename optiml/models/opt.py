@@ -187,17 +187,19 @@ class _HeadsDense(nn.Module):
         if self.to_heads:
             shape, names = (cfg.hidden_size, *heads), ("embed", "heads", "kv")
             bias_shape, bias_names = heads, ("heads", "kv")
-            equation = "blh,hnd->blnd"
         else:
             shape, names = (*heads, cfg.hidden_size), ("heads", "kv", "embed")
             bias_shape, bias_names = (cfg.hidden_size,), ("embed",)
-            equation = "blnd,ndh->blh"
         kernel = self.param("kernel", _init(_normal(), names), shape, cfg.param_dtype)
         bias = self.param(
             "bias", _init(nn.initializers.zeros, bias_names), bias_shape, cfg.param_dtype
         )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=cfg.dtype)
-        return jnp.einsum(equation, x, kernel) + bias
+        if self.to_heads:
+            return jnp.einsum("blh,hnd->blnd", x, kernel) + bias
+        # [B, L, h*d] @ [h*d, hidden]: the einsum contracted (d, h), which made XLA copy a
+        # transposed kernel on every call (each decoding step)
+        return x.reshape(*x.shape[:-2], -1) @ kernel.reshape(-1, cfg.hidden_size) + bias
 
 
 class OPTAttention(nn.Module):
@@ -215,34 +217,38 @@ class OPTAttention(nn.Module):
         q = _constrain(q, names)
         k = _constrain(_HeadsDense(cfg, to_heads=True, name="k_proj")(x), names)
         v = _constrain(_HeadsDense(cfg, to_heads=True, name="v_proj")(x), names)
-        if self.decode:
+        kv = "bkhd"
+        if self.decode:  # keys/values come from the cache, laid out [B, h, S, d]
             k, v, mask = self._update_cache(k, v, kv_mask)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+            kv = "bhkd"
+        scores = jnp.einsum(f"bqhd,{kv}->bhqk", q, k).astype(jnp.float32)
         scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(cfg.dtype)
         probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=self.deterministic)
-        out = _constrain(jnp.einsum("bhqk,bkhd->bqhd", probs, v), names)
+        out = _constrain(jnp.einsum(f"bhqk,{kv}->bqhd", probs, v), names)
         return _HeadsDense(cfg, to_heads=False, name="out_proj")(out)
 
     def _update_cache(self, k: jax.Array, v: jax.Array, kv_mask: jax.Array | None):
-        """Writes k/v [B, Lq, h, d] at the cache index; returns the full cache and its mask.
+        """Writes k/v [B, Lq, h, d] at the cache index; returns the whole cache and its mask.
 
-        The cache holds [B, S, h, d] keys/values for S slots; query i (slot index + i) sees slots
-        j <= index + i where `kv_mask[b, j]` (False on left padding). Called by `init` (no cache
-        yet) it only creates zero variables of the input's shape.
+        The cache holds keys/values [B, h, S, d] for S slots (heads before slots: the attention
+        products read it as it lies, with no per-step transposed copy); query i (slot index + i)
+        sees slots j <= index + i where `kv_mask[b, j]` (False on left padding). Called by
+        `init` (no cache yet) it only creates zero variables for the input's Lq slots.
         """
+        k, v = (x.transpose(0, 2, 1, 3) for x in (k, v))  # [B, h, Lq, d]
         initialized = self.has_variable("cache", "cached_key")
         cached_k = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
         cached_v = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
         index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
-        length = k.shape[1]
+        length = k.shape[2]
         if not initialized:
-            return k, v, attention_mask(jnp.ones(k.shape[:2], jnp.int32))
+            return k, v, attention_mask(jnp.ones(k.shape[:1] + k.shape[2:3], jnp.int32))
         i = index.value
-        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, (0, i, 0, 0))
-        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, (0, i, 0, 0))
+        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, (0, 0, i, 0))
+        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, (0, 0, i, 0))
         index.value = i + length
-        slots = cached_k.value.shape[1]
+        slots = cached_k.value.shape[2]
         query_slot = i + jnp.arange(length)
         mask = (jnp.arange(slots)[None, :] <= query_slot[:, None])[None, None]
         if kv_mask is not None:
