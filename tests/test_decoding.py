@@ -145,6 +145,26 @@ def test_greedy_equals_transformers_generate(setup):
     assert first <= 3 and set(ours[0, first + 1 :]) <= {1}
 
 
+def test_greedy_last_token_without_a_forward_after_it(setup):
+    """The model runs after each pick but the last: one new token is the prefill's argmax, and
+    a loop left early because every row stopped still pads the rest, as transformers does."""
+    config, model, params = setup
+    prompts = _prompts(config)
+    one = np.asarray(decoding.generate(params, config, prompts, LENGTHS, max_new_tokens=1))
+    last, _, _ = decoding.prefill(params, config, prompts, LENGTHS, prompts.shape[1])
+    np.testing.assert_array_equal(one[:, 0], np.argmax(np.asarray(last), axis=-1))
+    np.testing.assert_array_equal(one, _hf_generate(model, prompts, LENGTHS, 1, config.eos_id,
+                                                    do_sample=False))  # fmt: skip
+    row, length = prompts[:1], LENGTHS[:1]
+    eos = int(np.asarray(decoding.generate(params, config, row, length, max_new_tokens=4))[0, 2])
+    ours = np.asarray(decoding.generate(params, config.replace(eos_id=eos), row, length,
+                                        max_new_tokens=8))  # fmt: skip
+    hf = _hf_generate(model, row, length, 8, eos, do_sample=False)
+    np.testing.assert_array_equal(ours, _pad_to(hf, 8))
+    first = list(ours[0]).index(eos)  # 2, or earlier if the row emits that token before
+    assert first <= 2 and set(ours[0, first + 1 :]) == {config.pad_id}
+
+
 @pytest.mark.slow
 def test_greedy_with_scanned_layers_and_bf16_runs():
     config = CONFIGS["post_ln_350m"]
@@ -210,3 +230,15 @@ def test_beam_search_equals_transformers(setup):
     np.testing.assert_allclose(
         np.asarray(scores), out.sequences_scores.numpy().reshape(3, 3), atol=1e-4, rtol=0
     )
+
+
+def test_beam_search_of_one_token_equals_transformers():
+    """max_new_tokens=1: the only selection runs after the loop, with no forward after it."""
+    config = CONFIGS["pre_ln"]
+    model = hf_model(config, seed=3)
+    params, prompts = params_of(model, config), _prompts(config)
+    tokens, _ = decoding.beam_search(params, config, prompts, LENGTHS, num_beams=3,
+                                     max_new_tokens=1)  # fmt: skip
+    out = _hf_generate(model, prompts, LENGTHS, 1, config.eos_id, do_sample=False, num_beams=3,
+                       num_return_sequences=3, early_stopping="never")  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(tokens), out.reshape(3, 3, 1))

@@ -221,23 +221,29 @@ def _sample(params, config, prompt_tokens, prompt_lengths, rng, max_new_tokens, 
         filtered = _filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
         return jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)
 
-    def cond(state):
-        step, _, _, _, done, _ = state
-        return (step < max_new_tokens) & ~jnp.all(done)
-
-    def body(state):
-        step, logits, cache, out, done, rng = state
+    def pick(step, logits, out, done, rng):
+        """The token of every row at `step` (pad once a row is done), written into `out`."""
         rng, key = jax.random.split(rng)
         token = jnp.where(done, config.pad_id, choose(logits, key))
         out = out.at[:, step].set(token)
-        done = done | ((token == config.eos_id) & stop_at_eos)
+        return token, out, done | ((token == config.eos_id) & stop_at_eos), rng
+
+    # the model runs after each of the first max_new_tokens - 1 picks only: the logits after
+    # the last token are never used (transformers' generate runs as many forwards)
+    def cond(state):
+        step, _, _, _, done, _ = state
+        return (step < max_new_tokens - 1) & ~jnp.all(done)
+
+    def body(state):
+        step, logits, cache, out, done, rng = state
+        token, out, done, rng = pick(step, logits, out, done, rng)
         positions = (prompt_lengths + step)[:, None]
         logits, cache = _run(params, config, cache, token[:, None], positions, kv_mask)
         return step + 1, logits[:, 0], cache, out, done, rng
 
     state = (jnp.array(0), logits, cache, out, done, rng)
-    _, _, _, out, _, _ = jax.lax.while_loop(cond, body, state)
-    return out
+    step, logits, _, out, done, rng = jax.lax.while_loop(cond, body, state)
+    return pick(step, logits, out, done, rng)[1]  # all pad when every row is done already
 
 
 def generate(
@@ -305,8 +311,8 @@ def _beam_search(params, config, prompt_tokens, prompt_lengths, num_beams, max_n
         finished = jnp.all(jnp.min(done_score, axis=1) >= best_alive)
         return (step < n) & ~finished
 
-    def step_fn(state):
-        step, logits, cache, alive, done = state
+    def select(step, logits, alive, done):
+        """One step's pools; the parents' cache rows [B*W] and next tokens [B*W, 1]."""
         alive_lp, alive_seq = alive
         done_score, done_seq = done
         lp = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch, w, vocab)
@@ -329,16 +335,29 @@ def _beam_search(params, config, prompt_tokens, prompt_lengths, num_beams, max_n
         alive_seq = jnp.take_along_axis(seqs, keep[:, :, None], axis=1)
         parent = jnp.take_along_axis(beam, keep, axis=1)  # [B, W] index into old beams
         rows = (jnp.arange(batch)[:, None] * w + parent).reshape(-1)
-        cache = gather_cache(cache, config, rows)
         tokens = jnp.take_along_axis(token, keep, axis=1).reshape(-1, 1)
+        return (alive_lp, alive_seq), (done_score, done_seq), rows, tokens
+
+    def step_fn(state):
+        step, logits, cache, alive, done = state
+        alive, done, rows, tokens = select(step, logits, alive, done)
+        cache = gather_cache(cache, config, rows)
         positions = (jnp.repeat(prompt_lengths, w) + step)[:, None]
         logits, cache = _run(params, config, cache, tokens, positions, kv_mask)
-        return step + 1, logits[:, 0], cache, (alive_lp, alive_seq), (done_score, done_seq)
+        return step + 1, logits[:, 0], cache, alive, done
+
+    def run_cond(state):  # the model runs after every selection but the last
+        return loop_cond(state) & (state[0] < n - 1)
 
     state = (jnp.array(0), logits, cache, (alive_lp, alive_seq), (done_score, done_seq))
-    step, _, _, (alive_lp, alive_seq), (done_score, done_seq) = jax.lax.while_loop(
-        loop_cond, step_fn, state
+    state = jax.lax.while_loop(run_cond, step_fn, state)
+    step, logits, _, alive, done = state
+    last = loop_cond(state)  # the last selection, unless the search has finished already
+    alive, done = jax.lax.cond(
+        last, lambda: select(step, logits, alive, done)[:2], lambda: (alive, done)
     )
+    step = step + last.astype(step.dtype)
+    (alive_lp, alive_seq), (done_score, done_seq) = alive, done
     # rows with fewer than W finished hypotheses fall back on their live beams
     alive_score = jnp.where(alive_lp > NEG_INF / 2, normalise(alive_lp, step), NEG_INF)
     pool_score = jnp.concatenate([done_score, alive_score], axis=1)
