@@ -167,7 +167,7 @@ def test_ahead_yields_in_order_and_raises_where_fn_raised() -> None:
     assert got == [0, 10, 20, 40, 50] and sorted(calls) == list(range(6))
 
     calls.clear()
-    for item, result in direct.ahead(fn, list(range(100)), depth=2):
+    for item, _result in direct.ahead(fn, list(range(100)), depth=2):
         if item == 1:
             break  # the consumer stops: what was not started yet is cancelled
     assert max(calls) <= 3
