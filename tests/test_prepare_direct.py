@@ -191,9 +191,12 @@ def test_rendering_ahead_skips_cached_tasks_and_a_damaged_one_is_redone(
     assert sorted(first.direct) == sorted(tasks) and sorted(rendered) == sorted(tasks)
     one_by_one = tmp_path / "one_by_one"  # prepare_one alone renders each task itself
     for name in tasks:
-        assert prepare.prepare_one(
-            name, one_by_one, split="train", seed=0, overwrite=False, path="direct"
-        )[0] == "direct"
+        assert (
+            prepare.prepare_one(
+                name, one_by_one, split="train", seed=0, overwrite=False, path="direct"
+            )[0]
+            == "direct"
+        )
     cache.write_manifest(one_by_one, "train")
     _identical_caches(tmp_path / "ahead", one_by_one, "train", tasks)
 
