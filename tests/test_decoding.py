@@ -5,6 +5,8 @@ JAX matmuls run at precision "highest" so float32 is float32 on every backend.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -201,6 +203,9 @@ def test_sampling_settings():
         decoding.generate(params, config, prompts, [5, 0, 2], max_new_tokens=8)
     with pytest.raises(ValueError, match="max_positions"):
         decoding.generate(params, config, prompts, LENGTHS, max_new_tokens=60)
+    for search in (decoding.generate, functools.partial(decoding.beam_search, num_beams=2)):
+        with pytest.raises(ValueError, match="max_new_tokens must be at least 1, got 0"):
+            search(params, config, prompts, LENGTHS, max_new_tokens=0)  # was an IndexError
 
 
 def test_filter_logits_top_k_and_top_p():

@@ -130,7 +130,10 @@ def prefill(params, config: OPTConfig, prompt_tokens, prompt_lengths, max_length
 
 
 def _check_lengths(config: OPTConfig, prompt_tokens, prompt_lengths, extra: int) -> None:
-    """Clear errors for prompt shapes, lengths outside [1, P] and P + extra > max_positions."""
+    """Clear errors for prompt shapes, lengths outside [1, P], no new token (`extra` < 1) and
+    P + extra > max_positions."""
+    if extra < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {extra}")
     shape = np.shape(prompt_tokens)
     if len(shape) != 2:
         raise ValueError(f"prompt_tokens must be [batch, length], got shape {shape}")
