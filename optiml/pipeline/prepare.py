@@ -9,9 +9,12 @@ loader's renderer, then `tokenizers` in large batches -- the same tokens, tens o
 (`optiml.pipeline.cache`), which `optiml.pipeline.stream` mixes and packs without TensorFlow.
 
     python -m optiml.pipeline.prepare --mixture=MIXTURE --cache_dir=DIR [--split=train] [--seed=0]
-        [--shard_index=i --num_shards=n] [--tasks=a,b,...] [--module=optiml.registry]
+        [--processes=N] [--shard_index=i --num_shards=n] [--tasks=a,b,...]
+        [--module=optiml.registry]
         [--path=direct|seqio] [--verify] [--runner=DirectRunner|DataflowRunner|... BEAM_OPTIONS]
 
+- One machine, every core: `--processes=N` forks N workers that prepare whole tasks each
+  (`optiml.pipeline.workers`); the same cache, byte for byte.
 - Distributed, simple: task j (in sorted name order) belongs to shard j % n; run one process per
   shard, on one host or many sharing the cache folder (TPU VM hosts). Each shard writes only its
   own tasks' folders.
@@ -30,11 +33,12 @@ loader's renderer, then `tokenizers` in large batches -- the same tokens, tens o
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +47,7 @@ import numpy as np
 import seqio
 from tqdm import tqdm
 
-from optiml.pipeline import cache, direct
+from optiml.pipeline import cache, direct, workers
 from optiml.validation import number
 
 if TYPE_CHECKING:
@@ -191,10 +195,13 @@ def prepare(
     overwrite: bool = False,
     path: str = "direct",
     absent: dict[str, str] | None = None,
+    processes: int = 1,
 ) -> Report:
     """Prepare this shard's tasks; failures are recorded and skipped, never raised. `absent`:
     tasks that cannot be prepared at all ({name: reason}, e.g. `absent_tasks(mixture)`), recorded
-    as failed beside the others (log, `_errors/`, manifest)."""
+    as failed beside the others (log, `_errors/`, manifest). `processes` > 1: that many forked
+    workers (`optiml.pipeline.workers`), unless this process may not fork (then it says why
+    and prepares alone); a worker that dies raises `errors.RunStopped`."""
     start = time.perf_counter()
     report = Report()
     absent = absent or {}
@@ -208,10 +215,9 @@ def prepare(
         len(set(names)),
     )
     options = dict(split=split, seed=seed, overwrite=overwrite, path=path)
-    ahead = direct.ahead(lambda name: render_ahead(name, cache_dir, **options), mine)
-    bar = tqdm(ahead, total=len(mine), desc=f"prepare {split}", unit="task", file=sys.stdout)
-    for i, (name, rendered) in enumerate(bar):
-        status, n, error = prepare_one(name, cache_dir, rendered=rendered, **options)
+    results = prepared(mine, cache_dir, options, processes)
+    bar = tqdm(results, total=len(mine), desc=f"prepare {split}", unit="task", file=sys.stdout)
+    for i, (name, (status, n, error)) in enumerate(bar):
         if status == "skipped":
             report.skipped.append(name)
             continue
@@ -242,6 +248,23 @@ def prepare(
     for name, message in sorted(report.failed.items()):
         log.warning("prepare: failed %s: %s", name, message)
     return report
+
+
+def prepared(
+    names: Sequence[str], cache_dir: str | Path, options: dict, processes: int
+) -> Iterator[tuple[str, tuple[str, int, str]]]:
+    """(name, `prepare_one`'s result) for each task in order: by `processes` forked workers,
+    or in this process, rendering the next tasks in a thread (`render_ahead`)."""
+    reason = workers.reason_not_to_fork() if processes > 1 and len(names) > 1 else None
+    if reason:
+        log.warning("prepare: %s, so it cannot fork workers: preparing in this process", reason)
+    if processes > 1 and len(names) > 1 and not reason:
+        one = functools.partial(prepare_one, cache_dir=cache_dir, **options)
+        yield from workers.imap(one, names, processes)
+        return
+    ahead = direct.ahead(lambda name: render_ahead(name, cache_dir, **options), names)
+    for name, rendered in ahead:
+        yield name, prepare_one(name, cache_dir, rendered=rendered, **options)
 
 
 def render_ahead(
@@ -282,6 +305,10 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
     parser.add_argument("--num_shards", type=number(1), default=1)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument(
+        "--processes", type=number(1), default=1,
+        help="worker processes preparing whole tasks at once (forked; one per core is fastest)",
+    )  # fmt: skip
+    parser.add_argument(
         "--path", choices=PATHS, default="direct",
         help="direct: Python-rendered tasks skip tf.data (same tokens); seqio: every task "
         "through seqio's tf.data pipeline",
@@ -308,8 +335,12 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
         parser.error(
             f"--shard_index {args.shard_index} must be below --num_shards {args.num_shards}"
         )
-    if args.runner and (args.num_shards > 1 or args.verify):
-        parser.error("--runner distributes the tasks itself: drop --num_shards / --verify")
+    if args.runner and (args.num_shards > 1 or args.processes > 1 or args.verify):
+        parser.error(
+            "--runner distributes the tasks itself: drop --num_shards / --processes / --verify"
+        )
+    if args.verify and args.processes > 1:
+        parser.error("--processes prepares; --verify compares in one process: drop one")
     if not args.cache_dir and not args.verify:
         parser.error("--cache_dir is required (unless --verify)")
     log.setLevel(logging.INFO)  # this tool's own progress lines (optiml.cli set up the output)
@@ -351,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> Report | Verification:
         overwrite=args.overwrite,
         path=args.path,
         absent=absent,
+        processes=args.processes,
     )
 
 
