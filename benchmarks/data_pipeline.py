@@ -1,14 +1,17 @@
 """Data pipeline benchmark: preparing the token cache (direct path vs seqio) and streaming it.
 
     OPTIML_DATA_DIR=../shared/data .venv/bin/python benchmarks/data_pipeline.py \
-        [--mixture=optiml_mix:niv2_all] [--cache_dir=/tmp/optiml_cache] [--fresh] [--num_shards=1]
+        [--mixture=optiml_mix:niv2_all] [--cache_dir=/tmp/optiml_cache] [--fresh] \
+        [--processes=CORES] [--num_shards=1]
 
 Measures, each phase in its own process (machine load printed first and last: it may be shared):
-1. paths: the same --compare_tasks tasks prepared by the direct path (the loader's Python
-   rendering + batched `tokenizers`) and by seqio's tf.data path: wall and CPU seconds per task,
-   examples/s, their ratios, byte-identical caches; one warm-up task per path on its own line;
-2. prepare: `python -m optiml.pipeline.prepare` over the whole mixture (direct path),
-   `--num_shards` processes, imports included (resumable: reruns only check unless --fresh);
+1. paths (`data_preparation.py`): the same --compare_tasks tasks prepared by the direct path
+   (the loader's Python rendering + batched `tokenizers`) and by seqio's tf.data path, each in
+   --processes forked workers and in one process: wall and CPU seconds per task, examples/s,
+   their ratios, byte-identical caches; each path's first task on its own line;
+2. prepare: `python -m optiml.pipeline.prepare --processes=N` over the whole mixture (direct
+   path), `--num_shards` such commands, imports included (resumable: reruns only check unless
+   --fresh);
 3. fast: `MixtureStream` from a cold process: seconds to the first packed [batch, 2048] batch
    (imports and rates included), steady examples/s, peak RSS, non-pad fraction, determinism for
    a seed and resume at step N from the small state (no replay);
@@ -29,7 +32,6 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,8 @@ from pathlib import Path
 START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import data_preparation  # noqa: E402  (this folder: the preparation phases)
 
 TARGETS = {
     "prepare_speedup_vs_seqio": (">=", 20.0),
@@ -56,12 +60,6 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def _cpu_s(who: int) -> float:
-    """User + system CPU seconds of this process (every thread) or of its waited-for children."""
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _digest(batch: dict) -> str:
     h = hashlib.sha1()
     for key in sorted(batch):
@@ -76,43 +74,6 @@ def _count(batch: dict) -> tuple[int, int]:
 
 
 # -- phases (each runs in a child process and prints one JSON line) --------------------------
-def phase_paths(args: argparse.Namespace) -> dict:
-    """Both preparation paths on the same sample of the mixture's tasks."""
-    import filecmp
-
-    import optiml.registry  # noqa: F401
-    from optiml.pipeline import cache, prepare
-    from optiml.pipeline.stream import stream_tasks
-
-    names = sorted(name for name, _ in stream_tasks(args.mixture)[0])
-    warmup, rest = names[0], names[1:]
-    sample = rest[:: max(1, len(rest) // args.compare_tasks)][: args.compare_tasks]
-    out: dict = {"imports_and_rates_s": time.perf_counter() - START, "compared_tasks": len(sample)}
-    root = Path(tempfile.mkdtemp(prefix="optiml_paths_"))
-    for path in ("direct", "seqio"):
-        t0 = time.perf_counter()
-        prepare.prepare([warmup], root / f"warmup_{path}", path=path)
-        out[f"{path}_warmup_task_s"] = time.perf_counter() - t0
-        cpu = _cpu_s(resource.RUSAGE_SELF)
-        report = prepare.prepare(sample, root / path, path=path)
-        out[f"{path}_s_per_task"] = report.seconds / len(sample)
-        out[f"{path}_cpu_s_per_task"] = (_cpu_s(resource.RUSAGE_SELF) - cpu) / len(sample)
-        out[f"{path}_examples_per_s"] = report.num_examples / report.seconds
-        out[f"{path}_failed"] = len(report.failed)
-    out["prepare_speedup_vs_seqio"] = out["seqio_s_per_task"] / out["direct_s_per_task"]
-    out["prepare_cpu_ratio_vs_seqio"] = (
-        out["seqio_cpu_s_per_task"] / out["direct_cpu_s_per_task"]
-    )  # CPU seconds (every thread) per task: what a shared machine's load does not change
-    out["identical_caches"] = all(
-        filecmp.cmp(cache.task_dir(root / "direct", "train", n) / f,
-                    cache.task_dir(root / "seqio", "train", n) / f, shallow=False)
-        for n in json.loads((root / "seqio" / "train" / cache.MANIFEST).read_text())["tasks"]
-        for f in ("tokens.npy", "offsets.npy", "prompt_lengths.npy", "info.json")
-    )  # fmt: skip
-    shutil.rmtree(root, ignore_errors=True)
-    return out
-
-
 def phase_fast(args: argparse.Namespace) -> dict:
     from optiml.bench import mixing
     from optiml.pipeline.stream import MixtureStream, check_counts, stream_tasks
@@ -222,55 +183,6 @@ def _child(args: argparse.Namespace, phase: str) -> list[str]:
     return argv
 
 
-def run_prepare(args: argparse.Namespace) -> dict:
-    if args.fresh:
-        shutil.rmtree(args.cache_dir, ignore_errors=True)
-    t0 = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "optiml.pipeline.prepare",
-                f"--mixture={args.mixture}",
-                f"--cache_dir={args.cache_dir}",
-                f"--seed={args.seed}",
-                f"--shard_index={i}",
-                f"--num_shards={args.num_shards}",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(args.num_shards)
-    ]
-    cpu = _cpu_s(resource.RUSAGE_CHILDREN)
-    errs = [p.communicate()[1] for p in procs]
-    seconds = time.perf_counter() - t0
-    from optiml.pipeline import prepare  # its absent tasks: recorded as failed, exit 1
-
-    absent = set(prepare.absent_tasks(args.mixture))
-    failed = {f.stem for f in (Path(args.cache_dir) / "train" / "_errors").glob("*.json")}
-    for p, err in zip(procs, errs, strict=True):
-        if p.returncode and not (p.returncode == 1 and failed <= absent):
-            raise SystemExit(f"prepare failed:\n{err[-3000:]}")
-    cpu = _cpu_s(resource.RUSAGE_CHILDREN) - cpu
-    manifest = json.loads((Path(args.cache_dir) / "train" / "manifest.json").read_text())
-    return {
-        "prepare_s": seconds,
-        "prepare_cpu_s": cpu,  # every process and thread, imports included
-        "prepare_shards": args.num_shards,
-        "absent_tasks": len(failed),  # declared, their data not here (named in _errors/)
-        "cached_tasks": manifest["num_tasks"],
-        "cached_examples": manifest["num_examples"],
-        "cached_tokens": manifest["num_tokens"],
-        "prepare_failed": len(set(manifest["errors"]) - failed),  # absent ones left out
-        "cache_mb": sum(f.stat().st_size for f in Path(args.cache_dir).rglob("*") if f.is_file())
-        / 2**20,
-    }
-
-
 def run_phase(args: argparse.Namespace, phase: str) -> dict:
     out = subprocess.run(_child(args, phase), cwd=ROOT, capture_output=True, text=True)
     if out.returncode:
@@ -346,7 +258,13 @@ def main() -> int:
     parser.add_argument("--cache_dir", default=os.path.join(tempfile.gettempdir(), "optiml_cache"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--num_shards", type=int, default=1)
+    parser.add_argument("--num_shards", type=int, default=1, help="prepare commands at once")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="workers of each prepare command (default: one per core)",
+    )
     parser.add_argument("--compare_tasks", type=int, default=100)
     parser.add_argument("--warmup_batches", type=int, default=20)
     parser.add_argument("--steady_seconds", type=float, default=20.0)
@@ -361,7 +279,8 @@ def main() -> int:
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
     if args.phase in ("fast", "paths"):
-        print(json.dumps({"fast": phase_fast, "paths": phase_paths}[args.phase](args)))
+        phase = {"fast": phase_fast, "paths": lambda a: data_preparation.phase_paths(a, START)}
+        print(json.dumps(phase[args.phase](args)))
         return 0
     if args.phase == "naive":
         phase_naive(args)
@@ -371,7 +290,7 @@ def main() -> int:
     _print("machine (1/5/15-min load average, 2 cores)", figures)
     figures.update(run_phase(args, "paths"))
     _print("paths: direct vs seqio on the same tasks", figures)
-    figures.update(run_prepare(args))
+    figures.update(data_preparation.run_prepare(args))
     _print("prepare (direct path, whole mixture)", figures)
     figures.update(run_phase(args, "fast"))
     _print("fast stream", figures)
