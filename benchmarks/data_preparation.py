@@ -11,10 +11,10 @@ checks that every cache equals seqio's byte for byte:
     seqio,  one process                  (seqio's path as seqio runs it: one tf.data per task)
 
 in that order, because a process whose TensorFlow runtime has started must not fork
-(`optiml.pipeline.workers`). Each path's first task (loading the vocabulary, TensorFlow's
-start-up) runs before its timing, on its own line. Ratios: `prepare_speedup_vs_seqio` (the
-target) = seqio in one process over the direct path's workers; `..._one_process` and
-`..._equal_processes` put both paths on the same footing.
+(`optiml.pipeline.workers`); with `--processes=1` only the last two. Each path's first task
+(loading the vocabulary, TensorFlow's start-up) runs before its timing, on its own line. Ratios:
+`prepare_speedup_vs_seqio` (the target) = seqio in one process over the direct path's workers;
+`..._one_process` and `..._equal_processes` put both paths on the same footing.
 """
 
 from __future__ import annotations
@@ -74,25 +74,28 @@ def phase_paths(args: argparse.Namespace, start: float) -> dict:
         out[f"{path}_warmup_task_s"] = time.perf_counter() - t0
 
     warm("direct")  # the vocabulary, loaded here, is what the workers inherit
-    timed("direct", workers, "direct_workers")
-    timed("seqio", workers, "seqio_workers")
+    labels = ["direct"] + (["direct_workers", "seqio_workers"] if workers > 1 else [])
+    if workers > 1:
+        timed("direct", workers, "direct_workers")
+        timed("seqio", workers, "seqio_workers")
     timed("direct", 1, "direct")
     warm("seqio")  # TensorFlow starts in this process from here on: no fork after it
     timed("seqio", 1, "seqio")
-    speedup = out["seqio_s_per_task"] / out["direct_workers_s_per_task"]
-    out["prepare_speedup_vs_seqio"] = speedup
+    fast = "direct_workers" if workers > 1 else "direct"  # what `prepare --processes` runs
+    out["prepare_speedup_vs_seqio"] = out["seqio_s_per_task"] / out[f"{fast}_s_per_task"]
     out["prepare_speedup_one_process"] = out["seqio_s_per_task"] / out["direct_s_per_task"]
-    out["prepare_speedup_equal_processes"] = (
-        out["seqio_workers_s_per_task"] / out["direct_workers_s_per_task"]
-    )
+    if workers > 1:
+        out["prepare_speedup_equal_processes"] = (
+            out["seqio_workers_s_per_task"] / out["direct_workers_s_per_task"]
+        )
     out["prepare_cpu_ratio_vs_seqio"] = (
-        out["seqio_cpu_s_per_task"] / out["direct_workers_cpu_s_per_task"]
+        out["seqio_cpu_s_per_task"] / out[f"{fast}_cpu_s_per_task"]
     )  # CPU seconds (every thread and worker) per task: what the load barely changes
     tasks = json.loads((root / "seqio" / "train" / cache.MANIFEST).read_text())["tasks"]
     out["identical_caches"] = all(
         filecmp.cmp(cache.task_dir(root / label, "train", n) / f,
                     cache.task_dir(root / "seqio", "train", n) / f, shallow=False)
-        for label in ("direct", "direct_workers", "seqio_workers") for n in tasks for f in FILES
+        for label in labels for n in tasks for f in FILES
     )  # fmt: skip
     shutil.rmtree(root, ignore_errors=True)
     return out
