@@ -255,13 +255,13 @@ def prepared(
 ) -> Iterator[tuple[str, tuple[str, int, str]]]:
     """(name, `prepare_one`'s result) for each task in order: by `processes` forked workers,
     or in this process, rendering the next tasks in a thread (`render_ahead`)."""
-    reason = workers.reason_not_to_fork() if processes > 1 and len(names) > 1 else None
-    if reason:
+    if processes > 1 and len(names) > 1:
+        reason = workers.reason_not_to_fork()
+        if reason is None:
+            one = functools.partial(prepare_one, cache_dir=cache_dir, **options)
+            yield from workers.imap(one, names, processes)
+            return
         log.warning("prepare: %s, so it cannot fork workers: preparing in this process", reason)
-    if processes > 1 and len(names) > 1 and not reason:
-        one = functools.partial(prepare_one, cache_dir=cache_dir, **options)
-        yield from workers.imap(one, names, processes)
-        return
     ahead = direct.ahead(lambda name: render_ahead(name, cache_dir, **options), names)
     for name, rendered in ahead:
         yield name, prepare_one(name, cache_dir, rendered=rendered, **options)
