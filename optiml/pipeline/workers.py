@@ -3,7 +3,7 @@
 Each worker is forked from the preparing process (the registry it imported comes along: no
 worker imports TensorFlow or registers tasks again) and prepares whole tasks, one at a time,
 with `tokenizers` single-threaded: on this project's 2-core machine two workers prepare the
-local NIV2 tasks about twice as fast as one process whose `tokenizers` threads share the cores
+local NIV2 tasks 1.3-1.9x faster than one process whose `tokenizers` threads share the cores
 with the rendering thread (`benchmarks/data_pipeline.py`). The cache is the same byte for byte:
 every task is still written by `prepare.prepare_one`, and the caller writes the manifest.
 
