@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("tokens.npy", "offsets.npy", "prompt_lengths.npy", "info.json")
 
 
 def cpu_s(who: int) -> float:
@@ -95,7 +94,7 @@ def phase_paths(args: argparse.Namespace, start: float) -> dict:
     out["identical_caches"] = all(
         filecmp.cmp(cache.task_dir(root / label, "train", n) / f,
                     cache.task_dir(root / "seqio", "train", n) / f, shallow=False)
-        for label in labels for n in tasks for f in FILES
+        for label in labels for n in tasks for f in (*cache.ARRAYS, "info.json")
     )  # fmt: skip
     shutil.rmtree(root, ignore_errors=True)
     return out

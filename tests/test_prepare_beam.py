@@ -3,12 +3,9 @@ local path; failures recorded alike; pipeline options passed through `prepare`'s
 
 from __future__ import annotations
 
-import filecmp
-import json
-from pathlib import Path
-
 import pytest
 import seqio
+from cache_testing import same_cache
 
 from optiml.bench.sources import common
 from optiml.pipeline import beam_prepare, cache, prepare
@@ -22,7 +19,6 @@ EXAMPLES = {
     "beam_test_a": [("What is 2+2?", " 4"), ("Capital of France?", " Paris")],
     "beam_test_b": [(f"Count to {i}.", " " + " ".join(map(str, range(i)))) for i in range(1, 9)],
 }
-FILES = ("tokens.npy", "offsets.npy", "prompt_lengths.npy", "info.json")
 
 
 def _missing(split: str):
@@ -50,15 +46,6 @@ def registered():
         seqio.TaskRegistry.remove(name)
 
 
-def _same_cache(a: Path, b: Path, split: str, tasks: list[str]) -> None:
-    for name in tasks:
-        for f in FILES:
-            left, right = cache.task_dir(a, split, name) / f, cache.task_dir(b, split, name) / f
-            assert filecmp.cmp(left, right, shallow=False), f"{name}/{f} differs"
-    manifests = [json.loads((c / split / cache.MANIFEST).read_text()) for c in (a, b)]
-    assert manifests[0] == manifests[1]  # counts, tasks and error messages
-
-
 def test_direct_runner_writes_the_local_cache_byte_for_byte(tmp_path):
     names = [*EXAMPLES, "beam_test_broken"]
     local = prepare.prepare(names, tmp_path / "local")
@@ -66,13 +53,13 @@ def test_direct_runner_writes_the_local_cache_byte_for_byte(tmp_path):
     report = beam_prepare.run(names, tmp_path / "beam", modules=["seqio"])
     assert sorted(report.prepared) == sorted(EXAMPLES) and report.num_examples == 10
     assert "no local files in /nowhere" in report.failed["beam_test_broken"]
-    _same_cache(tmp_path / "local", tmp_path / "beam", "train", list(EXAMPLES))
+    same_cache(tmp_path / "local", tmp_path / "beam", "train", list(EXAMPLES))
     errors = cache.read_errors(tmp_path / "beam", "train")
     assert errors == cache.read_errors(tmp_path / "local", "train")
 
     again = beam_prepare.run(names, tmp_path / "beam", modules=["seqio"])  # a rerun resumes
     assert sorted(again.prepared) == sorted(EXAMPLES)
-    _same_cache(tmp_path / "local", tmp_path / "beam", "train", list(EXAMPLES))
+    same_cache(tmp_path / "local", tmp_path / "beam", "train", list(EXAMPLES))
 
 
 def test_the_command_line_passes_beam_options_through(tmp_path):
@@ -81,7 +68,7 @@ def test_the_command_line_passes_beam_options_through(tmp_path):
     report = prepare.main(argv)
     assert sorted(report.prepared) == sorted(EXAMPLES) and not report.failed
     prepare.prepare(list(EXAMPLES), tmp_path / "local")
-    _same_cache(tmp_path / "local", tmp_path / "cli", "train", list(EXAMPLES))
+    same_cache(tmp_path / "local", tmp_path / "cli", "train", list(EXAMPLES))
     with pytest.raises(SystemExit):  # an unknown flag without --runner is an error
         prepare.main(argv[:5] + ["--direct_num_workers=1"])
 
@@ -105,4 +92,4 @@ def test_two_worker_processes_prepare_real_tasks(data_dir, tmp_path, monkeypatch
                "--direct_running_mode=multi_processing"]  # fmt: skip
     report = beam_prepare.run(names, tmp_path / "beam", split="test", pipeline_args=options)
     assert sorted(report.prepared) == sorted(names) and not report.failed
-    _same_cache(tmp_path / "local", tmp_path / "beam", "test", names)
+    same_cache(tmp_path / "local", tmp_path / "beam", "test", names)

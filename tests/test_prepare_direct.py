@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import seqio
+from cache_testing import same_cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,6 @@ from optiml.bench import catalog, mixing, names
 from optiml.pipeline import cache, direct, prepare
 
 FIXTURES = Path(__file__).parent / "fixtures"
-FILES = ("tokens.npy", "offsets.npy", "prompt_lengths.npy", "info.json")
 
 
 @pytest.fixture
@@ -35,10 +35,7 @@ def all_data(data_dir, tmp_path, monkeypatch):
 
 
 def _identical_caches(a: Path, b: Path, split: str, tasks: list[str]) -> None:
-    for name in tasks:
-        for f in FILES:
-            path_a, path_b = cache.task_dir(a, split, name) / f, cache.task_dir(b, split, name) / f
-            assert filecmp.cmp(path_a, path_b, shallow=False), f"{name}/{f} differs"
+    same_cache(a, b, split, tasks)
     manifest = cache.MANIFEST
     assert filecmp.cmp(a / split / manifest, b / split / manifest, shallow=False)
 

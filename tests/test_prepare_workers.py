@@ -7,18 +7,17 @@ depends on which tests ran before (JAX started or not), and the point is to fork
 
 from __future__ import annotations
 
-import filecmp
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cache_testing import same_cache
 
-from optiml.pipeline import cache, prepare
+from optiml.pipeline import prepare
 
 TASKS = [f"workers_test_{c}" for c in "abcdef"]
-FILES = ("tokens.npy", "offsets.npy", "prompt_lengths.npy", "info.json")
 
 DRIVER = r"""
 import json, os, sys
@@ -93,15 +92,6 @@ def runs(tmp_path_factory) -> tuple[Path, dict, str]:
     return root, json.loads(line[len("RESULT ") :]), done.stderr
 
 
-def _same_cache(a: Path, b: Path) -> None:
-    for name in TASKS:
-        for f in FILES:
-            left, right = cache.task_dir(a, "train", name) / f, cache.task_dir(b, "train", name) / f
-            assert filecmp.cmp(left, right, shallow=False), f"{name}/{f} differs"
-    manifests = [json.loads((c / "train" / cache.MANIFEST).read_text()) for c in (a, b)]
-    assert manifests[0] == manifests[1]  # counts, tasks and error messages
-
-
 def test_two_workers_write_the_cache_of_one_process_byte_for_byte(runs) -> None:
     root, out, _ = runs
     assert out["reason_before"] is None  # a fresh process may fork
@@ -110,7 +100,7 @@ def test_two_workers_write_the_cache_of_one_process_byte_for_byte(runs) -> None:
     assert list(out["one"]["failed"]) == ["workers_test_broken"]
     assert "no local files in /nowhere" in out["two"]["failed"]["workers_test_broken"]
     assert out["one"]["examples"] == sum(2 + 2 * k for k in range(len(TASKS)))
-    _same_cache(root / "one", root / "two")
+    same_cache(root / "one", root / "two", "train", TASKS)
 
 
 def test_a_dead_worker_stops_the_run_in_one_line_and_a_rerun_resumes(runs) -> None:
@@ -122,7 +112,7 @@ def test_a_dead_worker_stops_the_run_in_one_line_and_a_rerun_resumes(runs) -> No
     assert again["skipped"] == out["kept"]  # nothing finished is done twice
     assert sorted(again["prepared"] + again["skipped"]) == TASKS
     assert list(again["failed"]) == ["workers_test_broken"]
-    _same_cache(root / "one", root / "died")
+    same_cache(root / "one", root / "died", "train", TASKS)
 
 
 def test_with_jax_running_it_prepares_alone_and_says_why(runs) -> None:
@@ -130,7 +120,7 @@ def test_with_jax_running_it_prepares_alone_and_says_why(runs) -> None:
     assert out["reason_after"] == "JAX's runtime is running in this process"
     assert out["alone"] == out["one"]
     assert "cannot fork workers: preparing in this process" in stderr
-    _same_cache(root / "one", root / "alone")
+    same_cache(root / "one", root / "alone", "train", TASKS)
 
 
 def test_the_command_line_checks_processes(tmp_path) -> None:
