@@ -225,7 +225,10 @@ class OPTAttention(nn.Module):
         scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(cfg.dtype)
         probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=self.deterministic)
-        out = _constrain(jnp.einsum(f"bhqk,{kv}->bqhd", probs, v), names)
+        # into [B, h, Lq, d], then transposed: XLA's CPU product straight into bqhd took twice
+        # the time of the whole attention (benchmarks/README.md)
+        out = jnp.einsum(f"bhqk,{kv}->bhqd", probs, v).transpose(0, 2, 1, 3)
+        out = _constrain(out, names)
         return _HeadsDense(cfg, to_heads=False, name="out_proj")(out)
 
     def _update_cache(self, k: jax.Array, v: jax.Array, kv_mask: jax.Array | None):
@@ -312,7 +315,7 @@ class OPTDecoder(nn.Module):
     cache slots that hold real tokens (False on left padding). `last_only` returns the logits of
     the last position only, [B, 1, vocab] (prefill); `select` [B, N] only those of the given
     positions, [B, N, vocab] (scoring). `attention` [B, 1, L, L] bool replaces the mask made from
-    `segment_ids` (e.g. several continuations of one prompt in one row, `decoding.branch_mask`).
+    `segment_ids` (e.g. prompts and their options sharing a row, `decoding.tree_mask`).
     """
 
     config: OPTConfig
