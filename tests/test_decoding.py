@@ -14,7 +14,7 @@ import pytest
 import torch
 from opt_testing import CONFIGS, hf_logits, hf_model, params_of
 
-from optiml.models import decoding, opt
+from optiml.models import decoding, opt, rank_scoring
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -79,15 +79,22 @@ def test_prefill_logits_equal_full_forward(setup):
     assert np.asarray(kv_mask).sum(1).tolist() == [5 + 7, 9 + 7, 2 + 7]
 
 
-def test_branch_mask_lets_options_see_the_prompt_and_themselves():
-    mask = np.asarray(decoding.branch_mask(jnp.array([[0, 0, 1, 2, 2, -1]])))[0, 0]
+def test_tree_mask_lets_tokens_see_their_prefix_prompt_and_option():
+    segments, prompts = (
+        jnp.array([[0, 0, 0, 0, 0, 0, 1, -1]]),
+        jnp.array([[0, 0, 1, 1, 1, 2, 3, 0]]),
+    )
+    branches = jnp.array([[0, 0, 0, 1, 2, 0, 0, 0]])
+    mask = np.asarray(rank_scoring.tree_mask(segments, prompts, branches))[0, 0]
     assert mask.astype(int).tolist() == [
-        [1, 0, 0, 0, 0, 0],
-        [1, 1, 0, 0, 0, 0],
-        [1, 1, 1, 0, 0, 0],  # option 1 sees the prompt and itself
-        [1, 1, 0, 1, 0, 0],  # option 2 does not see option 1
-        [1, 1, 0, 1, 1, 0],
-        [1, 1, 0, 0, 0, 1],  # padding: the prompt and itself
+        [1, 0, 0, 0, 0, 0, 0, 0],  # the shared prefix (2 tokens)
+        [1, 1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0, 0],  # prompt 1 sees the prefix and itself
+        [1, 1, 1, 1, 0, 0, 0, 0],  # its option 1 sees prefix, prompt 1 and itself
+        [1, 1, 1, 0, 1, 0, 0, 0],  # its option 2 does not see option 1
+        [1, 1, 0, 0, 0, 1, 0, 0],  # prompt 2 sees the prefix, never prompt 1 or its options
+        [0, 0, 0, 0, 0, 0, 1, 0],  # another segment sees only itself
+        [0, 0, 0, 0, 0, 0, 0, 1],  # padding: itself
     ]
 
 
@@ -99,8 +106,9 @@ def test_score_branches_equals_transformers_on_each_full_sequence(setup):
     prompt, first, second = (rng.integers(4, config.vocab_size, n).tolist() for n in (3, 2, 1))
     prompt[0] = config.bos_id
     row = np.array([prompt + first[:1]], np.int32)
-    ll = decoding.score_branches(
-        params, config, row, np.array([[0, 1, 2, 3]]), np.array([[0, 0, 0, 1]]),
+    zeros = np.zeros((1, 4), np.int32)
+    ll = rank_scoring.score_branches(
+        params, config, row, np.array([[0, 1, 2, 3]]), zeros, zeros, np.array([[0, 0, 0, 1]]),
         np.array([[2, 3, 2]]), np.array([first + second]),
     )  # fmt: skip
     expected = []

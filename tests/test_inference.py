@@ -82,8 +82,9 @@ def test_shared_prompt_scores_equal_full_scores(params) -> None:
 
 
 def _mixed_examples(rng: np.random.Generator) -> list[inference.EvalExample]:
-    """Letter-like one-token options (4 per prompt), multi-token options, and one short prompt
-    with two 40-token options (one row per option is cheaper there: `_Row.cost`)."""
+    """Letter-like one-token options (4 per prompt), multi-token options against a prompt that
+    begins another (one shares the other's tokens), one short prompt with two 40-token options
+    (one row per option is cheaper there), and three prompts after the same 25 tokens."""
     examples = []
 
     def add(prompt, targets):
@@ -95,6 +96,10 @@ def _mixed_examples(rng: np.random.Generator) -> list[inference.EvalExample]:
         add(prompt, [[t] for t in rng.integers(4, 500, 4).tolist()])
         add(prompt[:-1], [rng.integers(4, 500, k).tolist() + [2] for k in (1, 3, 6)])
     add((2, 17), [rng.integers(4, 500, 40).tolist() for _ in range(2)])
+    demonstrations = (2, *rng.integers(4, 500, 24).tolist())  # a few-shot-like shared prefix
+    for n in (3, 6, 1):
+        question = rng.integers(4, 500, n).tolist()
+        add((*demonstrations, *question), [[t] for t in rng.integers(4, 500, 3).tolist()])
     return examples
 
 
@@ -127,25 +132,6 @@ def test_scores_equal_scoring_each_full_row(params, share_prompts: bool) -> None
     scored = infer.score_examples(examples, greedy=True)
     np.testing.assert_allclose([s for s, _ in scored], expected, atol=1e-5, rtol=0)
     assert [g for _, g in scored] == greedy and greedy[-1] and not all(greedy)
-
-
-def test_a_shared_row_is_used_only_when_it_costs_less() -> None:
-    letters = inference._Row((2, 5, 6, 7), tuple((i, (10 + i,)) for i in range(4)))
-    assert letters.length == 4 and letters.scored == 4  # one-token options feed nothing
-    alone = [inference._Row(letters.prompt, (o,)) for o in letters.options]
-    assert letters.cost(CONFIG) < sum(r.cost(CONFIG) for r in alone)
-    long = inference._Row((2, 17), ((0, tuple(range(40))), (1, tuple(range(40)))))
-    assert long.length == 2 + 39 + 39
-    alone = [inference._Row(long.prompt, (o,)) for o in long.options]
-    assert long.cost(CONFIG) > sum(r.cost(CONFIG) for r in alone)  # d=64, f=256: 96.7 > 90.8
-
-
-def test_bucket_bounds_padding_and_shapes() -> None:
-    assert [inference.bucket(n) for n in (1, 8, 9, 64, 65, 128, 129, 2000)] == [
-        8, 8, 16, 64, 72, 128, 144, 2048,
-    ]  # fmt: skip
-    assert all(n <= inference.bucket(n) <= max(n * 9 / 8, n + 7) for n in range(1, 3000))
-    assert len({inference.bucket(n) for n in range(1, 2049)}) == 8 * 6  # 8 to 64, 5 octaves
 
 
 def test_an_empty_target_is_rejected(params) -> None:

@@ -10,11 +10,13 @@ decoder-only features (`DecoderFeatureConverter(pack=False, bos_id=2)`), one unp
 `read_examples` turns each row back into an `EvalExample(index, prompt=(2, p1..pn),
 target=(t1..tm, 2))`: the prompt's last position predicts the target's first token.
 
-- `score_fn` -> [(index, sum of target log-likelihoods)]. Rank classification rows of one
-  example share their prompt: with `share_prompts` (default) a prompt and all of its options go
-  into ONE model row, the prompt once, then each option's tokens but its last, each option
-  seeing only the prompt and itself (`decoding.score_branches`), unless one row per option
-  costs less (`_Row.cost`: long options after a short prompt); without it, one row per option.
+- `score_fn` -> [(index, sum of target log-likelihoods)]. With `share_prompts` (default) no
+  token is computed twice (`rows`): a prompt and all of its options go into one model row, the
+  prompt once, then each option's tokens but its last, each option seeing only the prompt and
+  itself (`rank_scoring.score_branches`), unless that costs more (long options after a short
+  prompt); prompts that begin alike (few-shot demonstrations) hold their common prefix once;
+  and these are packed into each batch's rows, so batches carry little padding. Without it, one
+  row per option.
   A one-token option is scored from the prompt's last position alone, and the output layer
   runs only at the positions that predict a target token.
 - `predict_fn` -> [(index, generated ids)]: greedy decoding with the KV cache until EOS or
@@ -40,7 +42,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from optiml.models import decoding
+from optiml.evaluation import rows
+from optiml.evaluation.rows import bucket
+from optiml.models import decoding, rank_scoring
 from optiml.models.opt import OPTConfig
 from optiml.token_ids import PAD_ID
 
@@ -92,68 +96,6 @@ def _to_host(x: Any) -> np.ndarray:
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
-
-
-def bucket(n: int) -> int:
-    """A padded length for n: a multiple of 8 up to 64, then 8 steps per octave (72, 80, ..,
-    128, 144, ..), so padding adds at most 1/8 beyond 64 and few shapes get compiled."""
-    step = max(8, 1 << max(0, n.bit_length() - 4))
-    return -(-max(n, 1) // step) * step
-
-
-@dataclasses.dataclass(frozen=True)
-class _Row:
-    """One model row: a prompt and the options scored against it, (example position, target).
-
-    Fed: the prompt, then each option's tokens but its last (`decoding.branch_mask` keeps the
-    options apart); scored: every target token, the first from the prompt's last position."""
-
-    prompt: tuple[int, ...]
-    options: tuple[tuple[int, tuple[int, ...]], ...]
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + sum(len(t) - 1 for _, t in self.options)
-
-    @property
-    def scored(self) -> int:
-        return sum(len(t) for _, t in self.options)
-
-    def cost(self, config: OPTConfig) -> float:
-        """Forward cost in token units: per token 2 (4 d^2 + 2 d f) FLOPs a layer, per (query,
-        key) pair 4 d (dense masked attention computes every pair), hence n + n^2 / (2 d + f);
-        the output layer is left out (the same scored positions either way)."""
-        return self.length + self.length**2 / (2 * config.hidden_size + config.ffn_dim)
-
-
-def _lay_out(rows: Sequence[_Row], batch: int, length: int, scored: int) -> dict[str, np.ndarray]:
-    """`decoding.score_branches` inputs for `rows` (dummy rows up to `batch`) plus `owners`
-    [batch, scored]: the example position each scored token adds to (-1 on padding)."""
-    out = {
-        "tokens": np.full((batch, length), PAD_ID, np.int32),
-        "positions": np.zeros((batch, length), np.int32),
-        "branches": np.full((batch, length), -1, np.int32),  # padding: a branch of its own
-        "select": np.zeros((batch, scored), np.int32),
-        "targets": np.full((batch, scored), PAD_ID, np.int32),
-        "owners": np.full((batch, scored), -1, np.int32),
-    }
-    for r, row in enumerate(rows):
-        p = len(row.prompt)
-        out["tokens"][r, :p] = row.prompt
-        out["positions"][r, :p] = np.arange(p)
-        out["branches"][r, :p] = 0
-        column, slot = p, 0
-        for branch, (owner, target) in enumerate(row.options, start=1):
-            fed, m = len(target) - 1, len(target)
-            out["tokens"][r, column : column + fed] = target[:-1]
-            out["positions"][r, column : column + fed] = p + np.arange(fed)
-            out["branches"][r, column : column + fed] = branch
-            out["select"][r, slot] = p - 1
-            out["select"][r, slot + 1 : slot + m] = column + np.arange(fed)
-            out["targets"][r, slot : slot + m] = target
-            out["owners"][r, slot : slot + m] = owner
-            column, slot = column + fed, slot + m
-    return out
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -222,15 +164,13 @@ class Inferencer:
             if not e.target:
                 raise ValueError(f"example {e.index} has an empty target")
             groups.setdefault(e.prompt, []).append(i)
-        rows: list[_Row] = []
+        prompts: list[rows.Prompt] = []
         for prompt, members in groups.items():
             room = self.config.max_positions - max(len(examples[i].target) for i in members)
+            options = [(i, examples[i].target) for i in members]
             fitted = self._fit(prompt, room)
-            alone = [_Row(fitted, ((i, examples[i].target),)) for i in members]
-            shared = _Row(fitted, tuple(o for row in alone for o in row.options))
-            cheaper = shared.cost(self.config) <= sum(row.cost(self.config) for row in alone)
-            rows.extend([shared] if self.share_prompts and cheaper else alone)
-        return self._score_rows(rows, len(examples), greedy)
+            prompts += rows.prompts(fitted, options, self.config, self.share_prompts)
+        return self._score_prompts(prompts, len(examples), greedy)
 
     def _fit(self, prompt: tuple[int, ...], room: int) -> tuple[int, ...]:
         """Left-truncates a prompt to `room` tokens, keeping its BOS (the contracts' rule)."""
@@ -241,22 +181,29 @@ class Inferencer:
             return prompt
         return prompt[:1] + prompt[len(prompt) - room + 1 :]
 
-    def _score_rows(self, rows: Sequence[_Row], count: int, greedy: bool) -> list:
-        """Runs `rows` in batches of `batch_size` (similar lengths together, each batch padded to
-        its bucketed longest row) and adds every scored token up into its example's score."""
+    def _score_prompts(self, prompts: Sequence[rows.Prompt], count: int, greedy: bool) -> list:
+        """Runs `prompts` in batches of `batch_size` rows (with `share_prompts`, prompts sharing
+        a prefix in one segment and segments packed into rows, `rows`; else a row each), each
+        batch padded to its bucketed longest row, and adds every scored token up into its
+        example's score."""
         config = self.config
         scores = np.zeros((count,), np.float64)
         misses = np.zeros((count,), np.int64)  # target tokens that are not the argmax
 
-        def fn(params, tokens, positions, branches, select, targets):
-            return decoding.score_branches(params, config, tokens, positions, branches, select,
-                                           targets, greedy)  # fmt: skip
+        def fn(params, *arrays):
+            return rank_scoring.score_branches(params, config, *arrays, greedy)
 
-        rows = sorted(rows, key=lambda r: (r.length, r.scored))
-        for chunk in _chunks(rows, self.batch_size):
-            length = bucket(max(r.length for r in chunk))
-            scored = bucket(max(r.scored for r in chunk))
-            arrays = _lay_out(chunk, self.batch_size, length, scored)
+        if self.share_prompts:
+            segments = rows.segments(prompts, config)
+            batches = rows.pack(segments, rows.row_length(config), self.batch_size)
+        else:  # one row per prompt, similar lengths together
+            alone = sorted(prompts, key=lambda p: (p.length, p.scored))
+            batches = [[[rows.Segment(len(p.tokens), (p,))] for p in chunk]
+                       for chunk in _chunks(alone, self.batch_size)]  # fmt: skip
+        for chunk in batches:
+            length = bucket(max(sum(s.length for s in row) for row in chunk))
+            scored = bucket(max(sum(s.scored for s in row) for row in chunk))
+            arrays = rows.lay_out(chunk, self.batch_size, length, scored)
             owners = arrays.pop("owners")
             out = self._run(fn, *arrays.values())
             ll, hits = out if greedy else (out, None)

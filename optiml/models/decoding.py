@@ -1,6 +1,6 @@
 """Scoring and decoding with the OPT decoder: log-likelihood scores, prefill into a KV cache,
-greedy / temperature / top-k / top-p sampling, beam search, and rank-classification scoring of
-several options against one shared prompt in one row (`score_branches`).
+greedy / temperature / top-k / top-p sampling, and beam search (rank-classification
+scoring of prompts and options sharing rows: `rank_scoring`).
 
 Prompts are RIGHT-padded: `prompt_tokens` [B, P] with `prompt_lengths` [B], each row starting
 with BOS 2, e.g. [[2, 713, 16, 1, 1], [2, 100, 200, 300, 400]] with lengths [3, 5]. Prefill
@@ -148,43 +148,6 @@ def _check_lengths(config: OPTConfig, prompt_tokens, prompt_lengths, extra: int)
             f"prompt length {shape[1]} + {extra} new tokens exceeds the model's "
             f"max_positions {config.max_positions}"
         )
-
-
-# ---- rank classification: the options of one prompt in one row ------------------------------
-
-
-def branch_mask(branches: jax.Array) -> jax.Array:
-    """[B, L] branch ids -> [B, 1, L, L] bool: causal, and each token sees only branch 0 (the
-    shared prompt) and its own branch. A row [2, 100, 200, 7, 8, 9] with branches
-    [0, 0, 0, 1, 2, 2] holds the prompt (2, 100, 200) and the fed tokens of option 1 (7) and of
-    option 2 (8, 9): 8 and 9 see the prompt and each other, never 7. Positions: [0, 1, 2, 3, 3, 4].
-    """
-    length = branches.shape[-1]
-    causal = jnp.tril(jnp.ones((length, length), bool))
-    visible = (branches[:, None, :] == 0) | (branches[:, :, None] == branches[:, None, :])
-    return (causal[None] & visible)[:, None]
-
-
-@functools.partial(jax.jit, static_argnames=("config", "greedy"))
-def score_branches(params, config: OPTConfig, tokens, positions, branches, select, targets,
-                   greedy: bool = False):  # fmt: skip
-    """Log-likelihoods [B, N] of `targets` [B, N] predicted at the row positions `select` [B, N]
-    (with `greedy`, also [B, N] bool: whether each target is the model's argmax there).
-
-    tokens / positions / branches [B, L] lay out a prompt and its options' tokens (all but each
-    option's last) as in `branch_mask`; the output layer runs at the N selected positions only.
-    For the row above, option 1 = (7, 41) and option 2 = (8, 9, 2): select [2, 3, 2, 4, 5],
-    targets [7, 41, 8, 9, 2] (a one-token option is scored from the prompt's last position alone).
-    """
-    logits = OPTDecoder(config).apply(
-        {"params": params},
-        tokens,
-        positions=positions,
-        attention=branch_mask(branches),
-        select=select,
-    )
-    ll = token_log_likelihoods(logits, targets)
-    return (ll, jnp.argmax(logits, axis=-1) == targets) if greedy else ll
 
 
 # ---- greedy and sampling ---------------------------------------------------------------------
@@ -398,13 +361,11 @@ def beam_search(
 __all__ = [
     "MAX_NEW_TOKENS",
     "beam_search",
-    "branch_mask",
     "gather_cache",
     "generate",
     "init_cache",
     "prefill",
     "repeat_cache",
     "score",
-    "score_branches",
     "token_log_likelihoods",
 ]
