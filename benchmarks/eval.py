@@ -1,12 +1,15 @@
 """Rank-classification scoring speed: optiml's `Inferencer` vs lm-evaluation-harness's `hf`
 backend (lm_eval 0.4.13, `HFLM._loglikelihood_tokens`) on the same CPU, model and token rows.
 
-    OPTIML_DATA_DIR=../shared/data python benchmarks/eval.py [--tasks piqa mmlu] [--items 200]
-        [--size 125m] [--batch 8] [--repeats 3] [--threads 2]
+    OPTIML_DATA_DIR=../shared/data python benchmarks/eval.py [--tasks piqa mmlu mmlu5]
+        [--items N] [--size 125m] [--batch 8] [--repeats 3] [--threads 2]
 
-Items: the first `--items` PIQA validation questions in lm-eval's `piqa` format ("Question:
-{goal}\\nAnswer:", options " {sol1}" / " {sol2}") and MMLU test questions taken round-robin over
-the 57 subjects in lm-eval's 0-shot `mmlu` format (optiml's MMLU prompt, options " A" .. " D").
+Items (`--items`, or 200, 200 and 100): the first PIQA validation questions in lm-eval's `piqa`
+format ("Question: {goal}\\nAnswer:", options " {sol1}" / " {sol2}"); MMLU test questions taken
+round-robin over the 57 subjects in lm-eval's 0-shot `mmlu` format (optiml's MMLU prompt,
+options " A" .. " D"); and `mmlu5`, the paper's 5-shot MMLU setting (§4.1: every result is
+0-shot and 5-shot): the first 25 test questions of each subject in order, after the subject's
+5 dev questions, as an Evaluator scores them (one task per subject).
 They are tokenized once with the OPT vocabulary and both tools get the same ids (tokenizing is
 not timed); the options are scored without EOS, lm-eval's convention. Model: a random OPT of
 `--size` in fp32 built by transformers (`OPTForCausalLM`, its default attention), the same
@@ -40,7 +43,7 @@ import timing  # noqa: E402
 from optiml import paths  # noqa: E402
 from optiml.bench.sources import mmlu  # noqa: E402
 from optiml.evaluation import inference  # noqa: E402
-from optiml.models import convert, decoding, opt  # noqa: E402
+from optiml.models import convert, opt, rank_scoring  # noqa: E402
 from optiml.models.params import param_count  # noqa: E402
 
 Item = tuple[str, list[str], int]  # (prompt, options, label)
@@ -66,6 +69,18 @@ def mmlu_items(count: int) -> list[Item]:
             if k < len(questions[subject]) and len(items) < count:
                 question = questions[subject][k]
                 prompt = mmlu.render_prompt(subject, question)
+                items.append((prompt, list(mmlu.LETTERS), question[2]))
+    return items
+
+
+def mmlu5_items(count: int, per_subject: int = 25) -> list[Item]:
+    subjects = sorted(p.name[: -len("_test.csv")] for p in (mmlu.mmlu_dir() / "test").iterdir())
+    items: list[Item] = []
+    for subject in subjects:
+        demos = mmlu.load_questions(subject, "dev")[:5]
+        for question in mmlu.load_questions(subject, "test")[:per_subject]:
+            if len(items) < count:
+                prompt = mmlu.render_prompt(subject, question, demos)
                 items.append((prompt, list(mmlu.LETTERS), question[2]))
     return items
 
@@ -127,9 +142,9 @@ def compare(name: str, items, ours: inference.Inferencer, lm, repeats: int) -> N
         out = lm._loglikelihood_tokens(requests, disable_tqdm=True)
         results["lm-eval"] = [ll for ll, _ in out]
 
-    compiled = decoding.score_branches._cache_size()
+    compiled = rank_scoring.score_branches._cache_size()
     print(f"one-off  optiml compile + first pass   {timing.once(run_ours):8.1f} s "
-          f"({decoding.score_branches._cache_size() - compiled} shapes compiled)")  # fmt: skip
+          f"({rank_scoring.score_branches._cache_size() - compiled} shapes compiled)")  # fmt: skip
     print(f"warm-up  lm-eval hf first pass         {timing.once(run_theirs):8.1f} s")
     runs = timing.interleaved({"optiml": run_ours, "lm-eval hf": run_theirs}, repeats)
     for r in runs.values():
@@ -159,8 +174,10 @@ def random_model(size: str, dtype: str = "float32"):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=["piqa", "mmlu"], choices=["piqa", "mmlu"])
-    parser.add_argument("--items", type=int, default=200)
+    loaders = {"piqa": piqa_items, "mmlu": mmlu_items, "mmlu5": mmlu5_items}
+    counts = {"piqa": 200, "mmlu": 200, "mmlu5": 100}
+    parser.add_argument("--tasks", nargs="+", default=list(loaders), choices=list(loaders))
+    parser.add_argument("--items", type=int, default=0, help="items per task (0: 200/200/100)")
     parser.add_argument("--size", default="125m", choices=list(opt.SIZES))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
@@ -176,11 +193,10 @@ def main() -> None:
         f"{args.batch}; transformers attention {model.config._attn_implementation}; "
         + timing.header(torch.get_num_threads())
     )
-    loaders = {"piqa": piqa_items, "mmlu": mmlu_items}
     for name in args.tasks:
         ours = inference.Inferencer(params, config, batch_size=args.batch)
         lm = lm_eval_backend(model, args.batch)
-        compare(name, tokenized(loaders[name](args.items)), ours, lm, args.repeats)
+        compare(name, tokenized(loaders[name](args.items or counts[name])), ours, lm, args.repeats)
     print(f"load at the end (1/5/15 min): {timing.load()}")
 
 
