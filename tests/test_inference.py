@@ -84,7 +84,8 @@ def test_shared_prompt_scores_equal_full_scores(params) -> None:
 def _mixed_examples(rng: np.random.Generator) -> list[inference.EvalExample]:
     """Letter-like one-token options (4 per prompt), multi-token options against a prompt that
     begins another (one shares the other's tokens), one short prompt with two 40-token options
-    (one row per option is cheaper there), and three prompts after the same 25 tokens."""
+    (one row per option is cheaper there), three options with the same first 6 tokens, and
+    three prompts after the same 25 tokens."""
     examples = []
 
     def add(prompt, targets):
@@ -96,6 +97,8 @@ def _mixed_examples(rng: np.random.Generator) -> list[inference.EvalExample]:
         add(prompt, [[t] for t in rng.integers(4, 500, 4).tolist()])
         add(prompt[:-1], [rng.integers(4, 500, k).tolist() + [2] for k in (1, 3, 6)])
     add((2, 17), [rng.integers(4, 500, 40).tolist() for _ in range(2)])
+    common = rng.integers(4, 500, 6).tolist()  # PIQA-like options that differ at the end
+    add((2, 23, 24), [common + rng.integers(4, 500, k).tolist() + [2] for k in (0, 2, 5)])
     demonstrations = (2, *rng.integers(4, 500, 24).tolist())  # a few-shot-like shared prefix
     for n in (3, 6, 1):
         question = rng.integers(4, 500, n).tolist()
@@ -104,28 +107,31 @@ def _mixed_examples(rng: np.random.Generator) -> list[inference.EvalExample]:
 
 
 def _score_each_row(params, examples: list[inference.EvalExample]) -> tuple[list, list]:
-    """The definition: `decoding.score` on prompt + target with the weights on the target, and
+    """The definition: each full row's target-token log-likelihoods (`decoding.score`'s), summed
+    in float64 (`decoding.score` sums in float32: 1.1e-5 off on a 7-token sum of -75.6), and
     whether every target token is the argmax of the full row's logits."""
     tokens = np.ones((len(examples), CONFIG.max_positions), np.int32)
     targets = np.ones_like(tokens)
-    weights = np.zeros(tokens.shape, np.float32)
+    weights = np.zeros(tokens.shape, bool)
     for row, e in enumerate(examples):
         seq, p = e.prompt + e.target, len(e.prompt)
         tokens[row, : len(seq) - 1] = seq[:-1]
         targets[row, : len(seq) - 1] = seq[1:]
-        weights[row, p - 1 : len(seq) - 1] = 1.0
-    batch = dict(decoder_input_tokens=tokens, decoder_target_tokens=targets,
-                 decoder_loss_weights=weights)  # fmt: skip
-    hits = np.asarray(_forward(params, tokens)).argmax(-1) == targets
-    greedy = [bool(np.all(hits[row][weights[row] > 0])) for row in range(len(examples))]
-    return np.asarray(decoding.score(params, CONFIG, batch)[0]).tolist(), greedy
+        weights[row, p - 1 : len(seq) - 1] = True
+    logits = _forward(params, tokens)
+    ll = np.asarray(decoding.token_log_likelihoods(logits, targets), np.float64)
+    hits = np.asarray(logits).argmax(-1) == targets
+    greedy = [bool(np.all(hits[row][weights[row]])) for row in range(len(examples))]
+    return np.where(weights, ll, 0.0).sum(-1).tolist(), greedy
 
 
 @pytest.mark.parametrize("share_prompts", [True, False])
 def test_scores_equal_scoring_each_full_row(params, share_prompts: bool) -> None:
     examples = _mixed_examples(np.random.default_rng(5))
     path = _naive_greedy(params, (2, 7), 2)  # a target that is the model's greedy path
-    examples.append(inference.EvalExample(len(examples), (2, 7), tuple(path)))
+    other = (path[0], 0 if path[1] else 3)  # after the same first token (a lead), not greedy
+    for target in (other, path):
+        examples.append(inference.EvalExample(len(examples), (2, 7), tuple(target)))
     infer = inference.Inferencer(params, CONFIG, batch_size=3, share_prompts=share_prompts)
     expected, greedy = _score_each_row(params, examples)
     np.testing.assert_allclose(infer.score_examples(examples), expected, atol=1e-5, rtol=0)

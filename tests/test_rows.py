@@ -13,12 +13,25 @@ CONFIG = opt.named_config("tiny", dtype="float32", dropout=0.0, max_positions=64
 def test_options_share_a_prompt_only_when_it_costs_less() -> None:
     letters = rows.prompts((2, 5, 6, 7), [(i, (10 + i,)) for i in range(4)], CONFIG, share=True)
     assert len(letters) == 1 and letters[0].length == 4 and letters[0].scored == 4
-    long = [(0, tuple(range(40))), (1, tuple(range(40)))]
+    long = [(0, tuple(range(40))), (1, tuple(range(100, 140)))]
     shared = rows.Prompt((2, 17), tuple(long))
     assert shared.length == 2 + 39 + 39
     assert rows.cost(shared.length, CONFIG) > 2 * rows.cost(2 + 39, CONFIG)  # 146.7 > 117.0
     assert len(rows.prompts((2, 17), long, CONFIG, share=True)) == 2
     assert len(rows.prompts((2, 5, 6, 7), [(0, (9,)), (1, (8,))], CONFIG, share=False)) == 2
+
+
+def test_options_that_begin_alike_leave_their_common_tokens_to_the_prompt() -> None:
+    options = [(0, (5, 6, 7, 2)), (1, (5, 6, 8)), (2, (5, 6, 7, 9, 2))]
+    (p,) = rows.prompts((2, 9), options, CONFIG, share=True, lead_owner=3)
+    assert p == rows.Prompt((2, 9, 5, 6), ((0, (7, 2)), (1, (8,)), (2, (7, 9, 2))), (3, (5, 6)))
+    assert p.length == 4 + 1 + 0 + 2 and p.scored == 2 + 2 + 1 + 3  # 7 and 12 without the lead
+    # every option keeps a token; one option alone, or no common first token, has no lead
+    (q,) = rows.prompts((2, 9), [(0, (5, 6)), (1, (5, 6, 7))], CONFIG, share=True, lead_owner=2)
+    assert q.lead == (2, (5,)) and q.options == ((0, (6,)), (1, (6, 7)))
+    assert rows.prompts((2, 9), [(0, (5, 6))], CONFIG, share=True)[0].lead is None
+    assert rows.prompts((2, 9), [(0, (5,)), (1, (6, 5))], CONFIG, share=True)[0].lead is None
+    assert all(p.lead is None for p in rows.prompts((2, 9), options, CONFIG, share=False))
 
 
 def test_prompts_that_begin_alike_share_their_prefix_when_it_costs_less() -> None:
@@ -78,6 +91,23 @@ def test_lay_out_positions_masks_and_selected_positions() -> None:
     assert out["targets"][0].tolist()[:6] == [9, 4, 6, 3, 4, 1]
     assert out["owners"][0].tolist() == [0, 0, 1, 2, 2, 3, -1, -1]
     assert (out["owners"][1] == -1).all() and (out["segments"][1] == -1).all()  # a dummy row
+
+
+def test_lay_out_scores_a_lead_once_from_the_prefix_and_the_prompt() -> None:
+    """Prompts (2, 5, 8, 3) and (2, 5, 8, 4) with the leads (8, 3) and (8, 4), in a segment of
+    prefix (2, 5, 8): each lead is predicted at the prefix's columns of 5 and 8, each option's
+    first token at its prompt's own last column (3's, 4's)."""
+    first = rows.Prompt((2, 5, 8, 3), ((0, (1,)), (1, (6,))), (10, (8, 3)))
+    second = rows.Prompt((2, 5, 8, 4), ((2, (1, 7)), (3, (6, 7))), (11, (8, 4)))
+    segment = rows.Segment(3, (first, second))
+    assert segment.length == 3 + 1 + 1 + 1 + 1 and segment.scored == 4 + 6
+    out = rows.lay_out([[segment]], batch=1, length=8, scored=10)
+    assert out["tokens"][0].tolist() == [2, 5, 8, 3, 4, 1, 6, 1]  # padding at 7 is PAD_ID=1
+    assert out["prompts"][0].tolist() == [0, 0, 0, 1, 2, 2, 2, 0]
+    assert out["branches"][0].tolist() == [0, 0, 0, 0, 0, 3, 4, 0]
+    assert out["select"][0].tolist() == [1, 2, 3, 3, 1, 2, 4, 5, 4, 6]
+    assert out["targets"][0].tolist() == [8, 3, 1, 6, 8, 4, 1, 7, 6, 7]
+    assert out["owners"][0].tolist() == [10, 10, 0, 1, 11, 11, 2, 2, 3, 3]
 
 
 def test_bucket_bounds_padding_and_shapes() -> None:

@@ -14,9 +14,10 @@ target=(t1..tm, 2))`: the prompt's last position predicts the target's first tok
   token is computed twice (`rows`): a prompt and all of its options go into one model row, the
   prompt once, then each option's tokens but its last, each option seeing only the prompt and
   itself (`rank_scoring.score_branches`), unless that costs more (long options after a short
-  prompt); prompts that begin alike (few-shot demonstrations) hold their common prefix once;
-  and these are packed into each batch's rows, so batches carry little padding. Without it, one
-  row per option.
+  prompt); the tokens all of a prompt's options begin with are computed and scored once, as the
+  prompt's end, their score added to each option's; prompts that begin alike (few-shot
+  demonstrations) hold their common prefix once; and these are packed into each batch's rows,
+  so batches carry little padding. Without it, one row per option.
   A one-token option is scored from the prompt's last position alone, and the output layer
   runs only at the positions that predict a target token.
 - `predict_fn` -> [(index, generated ids)]: greedy decoding with the KV cache until EOS or
@@ -165,12 +166,20 @@ class Inferencer:
                 raise ValueError(f"example {e.index} has an empty target")
             groups.setdefault(e.prompt, []).append(i)
         prompts: list[rows.Prompt] = []
-        for prompt, members in groups.items():
+        count = len(examples)  # owners count, count + 1, ..: the lead of each group's options
+        for g, (prompt, members) in enumerate(groups.items()):
             room = self.config.max_positions - max(len(examples[i].target) for i in members)
             options = [(i, examples[i].target) for i in members]
             fitted = self._fit(prompt, room)
-            prompts += rows.prompts(fitted, options, self.config, self.share_prompts)
-        return self._score_prompts(prompts, len(examples), greedy)
+            prompts += rows.prompts(fitted, options, self.config, self.share_prompts, count + g)
+        scores, misses = self._score_prompts(prompts, count + len(groups), greedy)
+        for g, members in enumerate(groups.values()):  # each lead's score into its options'
+            scores[members] += scores[count + g]
+            misses[members] += misses[count + g]
+        scores, misses = scores[:count], misses[:count]
+        if greedy:
+            return [(float(s), bool(m == 0)) for s, m in zip(scores, misses, strict=True)]
+        return [float(s) for s in scores]
 
     def _fit(self, prompt: tuple[int, ...], room: int) -> tuple[int, ...]:
         """Left-truncates a prompt to `room` tokens, keeping its BOS (the contracts' rule)."""
@@ -181,11 +190,12 @@ class Inferencer:
             return prompt
         return prompt[:1] + prompt[len(prompt) - room + 1 :]
 
-    def _score_prompts(self, prompts: Sequence[rows.Prompt], count: int, greedy: bool) -> list:
+    def _score_prompts(self, prompts: Sequence[rows.Prompt], count: int,
+                       greedy: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Runs `prompts` in batches of `batch_size` rows (with `share_prompts`, prompts sharing
         a prefix in one segment and segments packed into rows, `rows`; else a row each), each
         batch padded to its bucketed longest row, and adds every scored token up into its
-        example's score."""
+        owner's score: (scores [count] float64, target tokens not the argmax [count] int64)."""
         config = self.config
         scores = np.zeros((count,), np.float64)
         misses = np.zeros((count,), np.int64)  # target tokens that are not the argmax
@@ -211,9 +221,7 @@ class Inferencer:
             np.add.at(scores, owners[real], ll[real].astype(np.float64))
             if greedy:
                 np.add.at(misses, owners[real], ~hits[real])
-        if greedy:
-            return [(float(s), bool(m == 0)) for s, m in zip(scores, misses, strict=True)]
-        return [float(s) for s in scores]
+        return scores, misses
 
     def score_fn(self, dataset: Any, model_feature_shapes: Any = None) -> list[tuple[int, float]]:
         """seqio ScoreFnCallable: [(index, log-likelihood of the target)]."""

@@ -5,6 +5,8 @@ Three levels, each computed once and kept apart by `rank_scoring.tree_mask`:
 
 - `Prompt`: a prompt and every option scored against it, the prompt once, then each option's
   tokens but its last (a one-token option feeds nothing: the prompt's last position predicts it);
+  the tokens all its options begin with (PIQA's two solutions often differ only at the end) go
+  to the prompt's end as its `lead`, computed and scored once for all of them;
 - `Segment`: prompts that begin with the same tokens (a task's instructions or demonstrations
   before each question, MMLU's "The following are multiple choice questions (with answers) about
   anatomy.") hold that prefix once, then each prompt's own tokens, when that costs less; every
@@ -65,10 +67,13 @@ def row_length(config: OPTConfig) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Prompt:
-    """A prompt (BOS first) and the options scored against it."""
+    """A prompt (BOS first) and the options scored against it. With a `lead` (owner, ids), the
+    tokens end with those ids, which the options had in common: they are scored once, under
+    that owner, and the caller adds its score to each option's."""
 
     tokens: tuple[int, ...]
     options: tuple[Option, ...]
+    lead: Option | None = None
 
     @property
     def fed(self) -> int:
@@ -80,15 +85,35 @@ class Prompt:
 
     @property
     def scored(self) -> int:
-        return sum(len(t) for _, t in self.options)
+        return sum(len(t) for _, t in self.options) + (len(self.lead[1]) if self.lead else 0)
+
+
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def prompts(tokens: tuple[int, ...], options: Sequence[Option], config: OPTConfig,
-            share: bool) -> list[Prompt]:  # fmt: skip
+            share: bool, lead_owner: int = -1) -> list[Prompt]:  # fmt: skip
     """One `Prompt` holding all the options when `share` and that costs less than one `Prompt`
-    per option (it does not for long options after a short prompt: attention over the row)."""
+    per option (it does not for long options after a short prompt: attention over the row).
+    Options that begin alike leave their common tokens (all but at least one of each) to the
+    shared prompt, as its `lead` under `lead_owner`: [2, 9] with (5, 6, 7) and (5, 6, 8) is the
+    prompt [2, 9, 5, 6] with lead (lead_owner, (5, 6)) and options (7,) and (8,)."""
     alone = [Prompt(tokens, (o,)) for o in options]
-    shared = Prompt(tokens, tuple(options))
+    targets = [t for _, t in options]
+    common = min(len(t) for t in targets) - 1
+    for t in targets[1:]:
+        common = min(common, _common(targets[0], t))
+    if len(options) > 1 and common > 0:
+        lead = targets[0][:common]
+        rest = tuple((owner, t[common:]) for owner, t in options)
+        shared = Prompt(tokens + lead, rest, (lead_owner, lead))
+    else:
+        shared = Prompt(tokens, tuple(options))
     cheaper = cost(shared.length, config) <= sum(cost(p.length, config) for p in alone)
     return [shared] if share and cheaper else alone
 
@@ -107,14 +132,6 @@ class Segment:
     @property
     def scored(self) -> int:
         return sum(p.scored for p in self.prompts)
-
-
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
 
 
 def segments(items: Sequence[Prompt], config: OPTConfig) -> list[Segment]:
@@ -201,6 +218,15 @@ def lay_out(rows: Sequence[Sequence[Segment]], batch: int, length: int,
                 out["positions"][r, column:end] = np.arange(segment.shared, p)
                 out["segments"][r, column:end] = s_id
                 out["prompts"][r, column:end] = prompt_id
+                if prompt.lead:  # predicted from the prompt's positions before each lead token
+                    owner, lead = prompt.lead
+                    at = np.arange(p - len(lead) - 1, p - 1)  # prompt token indices
+                    start = last + 1 - segment.shared  # the segment's first column
+                    cols = np.where(at < segment.shared, start + at, column + at - segment.shared)
+                    out["select"][r, slot : slot + len(lead)] = cols
+                    out["targets"][r, slot : slot + len(lead)] = lead
+                    out["owners"][r, slot : slot + len(lead)] = owner
+                    slot += len(lead)
                 prompt_last = end - 1 if own else last
                 column = end
                 for owner, target in prompt.options:
