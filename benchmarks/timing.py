@@ -2,7 +2,7 @@
 baseline's warm-up apart from its steady state.
 
     torch.set_num_threads(2)
-    print(header(2))    # "threads: torch 2, XLA one per core (2 cores); load (1/5/15 min) 1.52 .."
+    print(header(2))    # "CPU AMD EPYC, avx2; threads: torch 2, XLA one per core (2 cores); ..."
     runs = interleaved({"optiml": ours, "torch": theirs}, repeats=3)
     print(runs["optiml"].line("items", 200))
 
@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def load() -> str:
@@ -28,11 +30,25 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def cpu() -> str:
+    """'AMD EPYC, avx2': the processor's name and widest vector set (Linux's /proc/cpuinfo).
+    The ratios depend on it: torch's and XLA's kernels are not equally tuned for every CPU."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), platform.machine())  # fmt: skip
+    flags = set(info.split())
+    vector = next((v for v in ("avx512f", "avx2", "avx", "neon", "asimd") if v in flags), "")
+    return f"{name}, {vector}" if vector else name
+
+
 def header(torch_threads: int) -> str:
     """XLA's CPU client always runs one thread per core (no flag changes it)."""
     return (
-        f"threads: torch {torch_threads}, XLA one per core ({os.cpu_count()} cores); "
-        f"load (1/5/15 min) {load()}"
+        f"CPU {cpu()}; threads: torch {torch_threads}, XLA one per core ({os.cpu_count()} "
+        f"cores); load (1/5/15 min) {load()}"
     )
 
 
