@@ -16,9 +16,10 @@ Three levels, each computed once and kept apart by `rank_scoring.tree_mask`:
 The cost model (`cost`) is a forward's time in token units. In FLOPs a token costs
 2 (4 d^2 + 2 d f) a layer and a (query, key) pair 4 d, since dense masked attention computes
 every pair of a row: n + n^2 / (2 d + f) for a row of n tokens. Attention runs slower per FLOP
-than the dense layers (small per-head products, the softmax, the mask): on XLA's CPU backend
-2,048 tokens of 125m took 10% (quiet machine) to 24% (loaded) longer as 8 rows of 256 than as
-32 rows of 64, where the FLOPs differ by 4%, so its term is weighted by ATTENTION = 4. The
+than the dense layers (small per-head products, the softmax, the mask): on XLA's CPU backend (a
+2-core host of 2026-12-01) 2,048 tokens of 125m took 10% (quiet machine) to 24% (loaded) longer
+as 8 rows of 256 than as 32 rows of 64, where the FLOPs differ by 4%, so its term is weighted by
+ATTENTION = 4. The
 output layer is left out: it runs at the same scored positions whatever the layout. The model
 only decides the layout: the scores are the same whatever it chooses (up to float rounding).
 """
