@@ -29,9 +29,10 @@ def test_options_that_begin_alike_leave_their_common_tokens_to_the_prompt() -> N
     # every option keeps a token; one option alone, or no common first token, has no lead
     (q,) = rows.prompts((2, 9), [(0, (5, 6)), (1, (5, 6, 7))], CONFIG, share=True, lead_owner=2)
     assert q.lead == (2, (5,)) and q.options == ((0, (6,)), (1, (6, 7)))
-    assert rows.prompts((2, 9), [(0, (5, 6))], CONFIG, share=True)[0].lead is None
-    assert rows.prompts((2, 9), [(0, (5,)), (1, (6, 5))], CONFIG, share=True)[0].lead is None
-    assert all(p.lead is None for p in rows.prompts((2, 9), options, CONFIG, share=False))
+    assert rows.prompts((2, 9), [(0, (5, 6))], CONFIG, True, 1)[0].lead is None
+    assert rows.prompts((2, 9), options, CONFIG, share=True)[0].lead is None  # no owner given
+    assert rows.prompts((2, 9), [(0, (5,)), (1, (6, 5))], CONFIG, True, 2)[0].lead is None
+    assert all(p.lead is None for p in rows.prompts((2, 9), options, CONFIG, False, 3))
 
 
 def test_prompts_that_begin_alike_share_their_prefix_when_it_costs_less() -> None:

@@ -98,18 +98,19 @@ def _common(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def prompts(tokens: tuple[int, ...], options: Sequence[Option], config: OPTConfig,
-            share: bool, lead_owner: int = -1) -> list[Prompt]:  # fmt: skip
+            share: bool, lead_owner: int | None = None) -> list[Prompt]:  # fmt: skip
     """One `Prompt` holding all the options when `share` and that costs less than one `Prompt`
     per option (it does not for long options after a short prompt: attention over the row).
-    Options that begin alike leave their common tokens (all but at least one of each) to the
-    shared prompt, as its `lead` under `lead_owner`: [2, 9] with (5, 6, 7) and (5, 6, 8) is the
-    prompt [2, 9, 5, 6] with lead (lead_owner, (5, 6)) and options (7,) and (8,)."""
+    Given a `lead_owner` (an owner id no option has), options that begin alike leave their
+    common tokens (all but at least one of each) to the shared prompt, as its `lead`: [2, 9]
+    with (5, 6, 7) and (5, 6, 8) is the prompt [2, 9, 5, 6] with lead (lead_owner, (5, 6)) and
+    options (7,) and (8,)."""
     alone = [Prompt(tokens, (o,)) for o in options]
     targets = [t for _, t in options]
     common = min(len(t) for t in targets) - 1
     for t in targets[1:]:
         common = min(common, _common(targets[0], t))
-    if len(options) > 1 and common > 0:
+    if lead_owner is not None and len(options) > 1 and common > 0:
         lead = targets[0][:common]
         rest = tuple((owner, t[common:]) for owner, t in options)
         shared = Prompt(tokens + lead, rest, (lead_owner, lead))
