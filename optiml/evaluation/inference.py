@@ -44,7 +44,6 @@ import jax
 import numpy as np
 
 from optiml.evaluation import rows
-from optiml.evaluation.rows import bucket
 from optiml.models import decoding, rank_scoring
 from optiml.models.opt import OPTConfig
 from optiml.token_ids import PAD_ID
@@ -211,8 +210,8 @@ class Inferencer:
             batches = [[[rows.Segment(len(p.tokens), (p,))] for p in chunk]
                        for chunk in _chunks(alone, self.batch_size)]  # fmt: skip
         for chunk in batches:
-            length = bucket(max(sum(s.length for s in row) for row in chunk))
-            scored = bucket(max(sum(s.scored for s in row) for row in chunk))
+            length = rows.bucket(max(sum(s.length for s in row) for row in chunk))
+            scored = rows.bucket(max(sum(s.scored for s in row) for row in chunk))
             arrays = rows.lay_out(chunk, self.batch_size, length, scored)
             owners = arrays.pop("owners")
             out = self._run(fn, *arrays.values())
@@ -244,7 +243,7 @@ class Inferencer:
         order = sorted(range(len(examples)), key=lambda i: len(fitted[i]))
         outputs: list[list[int]] = [[] for _ in examples]
         for chunk in _chunks(order, self.batch_size):
-            plen = min(bucket(max(len(fitted[i]) for i in chunk)), room)
+            plen = min(rows.bucket(max(len(fitted[i]) for i in chunk)), room)
             prompt_tokens = np.full((self.batch_size, plen), PAD_ID, np.int32)
             prompt_lengths = np.ones((self.batch_size,), np.int32)
             for row, i in enumerate(chunk):

@@ -19,9 +19,9 @@ every pair of a row: n + n^2 / (2 d + f) for a row of n tokens. Attention runs s
 than the dense layers (small per-head products, the softmax, the mask): on XLA's CPU backend (a
 2-core host of 2026-12-01) 2,048 tokens of 125m took 10% (quiet machine) to 24% (loaded) longer
 as 8 rows of 256 than as 32 rows of 64, where the FLOPs differ by 4%, so its term is weighted by
-ATTENTION = 4. The
-output layer is left out: it runs at the same scored positions whatever the layout. The model
-only decides the layout: the scores are the same whatever it chooses (up to float rounding).
+ATTENTION = 4. The output layer is left out: it runs at the same scored positions whatever the
+layout. The model only decides the layout: the scores are the same whatever it chooses (up to
+float rounding).
 """
 
 from __future__ import annotations

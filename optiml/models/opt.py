@@ -315,7 +315,7 @@ class OPTDecoder(nn.Module):
     cache slots that hold real tokens (False on left padding). `last_only` returns the logits of
     the last position only, [B, 1, vocab] (prefill); `select` [B, N] only those of the given
     positions, [B, N, vocab] (scoring). `attention` [B, 1, L, L] bool replaces the mask made from
-    `segment_ids` (e.g. prompts and their options sharing a row, `decoding.tree_mask`).
+    `segment_ids` (e.g. prompts and their options sharing a row, `rank_scoring.tree_mask`).
     """
 
     config: OPTConfig
