@@ -136,7 +136,8 @@ def test_no_mmlu_test_question_is_in_a_training_prompt_or_target(data_dir, monke
             examples += 1
             text = e.inputs + " " + e.targets
             hashes = leakage.ngram_hashes(text, 8)
-            hits = hashes[anchors[np.searchsorted(anchors, hashes) % len(anchors)] == hashes]
+            at = np.minimum(np.searchsorted(anchors, hashes), len(anchors) - 1)
+            hits = hashes[anchors[at] == hashes]
             if len(hits):
                 words = " " + " ".join(re.findall(r"\w+", text.lower())) + " "
                 found = [q for h in hits for q in questions[h] if f" {q} " in words]
